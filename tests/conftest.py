@@ -1,0 +1,7 @@
+"""Test set-up: 8 fake CPU devices for the multi-device tests, set before JAX starts."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,79 @@
+"""Configs are `get_config()` functions; bad settings are refused at start, naming the field."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs import abaw3
+from configs import demo
+from configs import tiny
+from mlt_flax import configuration
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("module", [abaw3, demo, tiny])
+def test_shipped_configs_are_valid(module):
+  configuration.validate(module.get_config())
+
+
+def test_paper_numbers():
+  c = abaw3.get_config()
+  assert (c.model.image_size, c.model.d_model, c.model.num_heads, c.model.mlp_dim) == (
+      299, 128, 8, 512)
+  assert (c.model.num_encoder_layers, c.model.num_decoder_layers) == (1, 2)
+  assert (c.model.dropout_rate, c.model.ln_epsilon, c.model.bn_epsilon) == (0.1, 1e-6, 1e-3)
+  assert (c.optim.backbone_lr, c.optim.backbone_decay, c.optim.eps) == (5e-4, 0.99, 1e-7)
+  assert (c.train.batch_size, c.train.num_epochs, c.data.frame_stride) == (64, 10, 5)
+  assert (c.loss.dice_weight, c.eval.smoothing_window) == (0.5, 20)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("backbone", "resnet50", r"config.model.backbone = 'resnet50': expected one of"),
+    ("image_size", -3, r"config.model.image_size = -3: expected a positive integer"),
+    ("image_size", 60, r"config.model.image_size = 60: expected at least 75 pixels"),
+    ("num_heads", 3, r"config.model.d_model = 128: expected a multiple of model.num_heads=3"),
+    ("dropout_rate", 1.5, r"config.model.dropout_rate = 1.5"),
+    ("decoder_layout", "deep", r"config.model.decoder_layout = 'deep'"),
+    ("dtype", "float16", r"config.model.dtype = 'float16'"),
+])
+def test_bad_model_fields_are_named(field, value, message):
+  c = abaw3.get_config()
+  setattr(c.model, field, value)
+  with pytest.raises(configuration.ConfigError, match=message):
+    configuration.validate(c)
+
+
+def test_pretrained_inception_weights_need_the_inception_backbone():
+  c = demo.get_config()
+  c.model.pretrained = "inception_v3_fid.pt"
+  with pytest.raises(configuration.ConfigError, match="config.model.pretrained"):
+    configuration.validate(c)
+
+
+def run_main(*args):
+  return subprocess.run([sys.executable, "-m", "mlt_flax.main", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_main_refuses_a_bad_override_with_one_line(tmp_path):
+  r = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.model.image_size=8")
+  assert r.returncode != 0
+  assert "config.model.image_size = 8: expected at least 49 pixels" in r.stderr
+  assert "Traceback" not in r.stderr
+
+
+def test_main_refuses_an_unknown_field(tmp_path):
+  r = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.model.depth=3")
+  assert r.returncode != 0 and "depth" in r.stderr
+
+
+def test_main_runs_the_model_on_real_photos(tmp_path):
+  r = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}",
+               "--config.data.label_space=union17")
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "single_face.jpg" in r.stdout and "AU26" in r.stdout
+  report = (tmp_path / "photo_demo.json").read_text()
+  assert '"au_names"' in report and "AU20" in report  # 17-AU union: L comes from the space
