@@ -1,0 +1,1 @@
+"""Datasets: label-file parsing and the TFDS builders of the licensed AU datasets."""

@@ -1,0 +1,146 @@
+"""TFDS builder ``abaw3_au``: the Aff-Wild2 Action Unit track of ABAW3 (CVPR 2022).
+
+One example per annotated frame of the challenge's ``Train_Set`` / ``Validation_Set`` label
+files that has a cropped-aligned face image; see ``Abaw3Au.MANUAL_DOWNLOAD_INSTRUCTIONS`` for
+the manual directory. Build it with
+
+  python -m mlt_flax.data.build --dataset=abaw3_au --manual_dir=DIR --data_dir=DIR
+
+or ``tfds build abaw3_au --imports=mlt_flax.data.abaw3_au --manual_dir=DIR --data_dir=DIR``.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mlt_flax import aus
+from mlt_flax.data import label_files
+
+# The label order of the challenge files, and the names stored in the dataset's metadata.
+AUS = aus.AFFWILD2
+AU_NAMES = aus.names(AUS)
+# The challenge's label folder (found anywhere under the manual dir) and its split folders.
+LABELS_FOLDER = "AU_Detection_Challenge"
+SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
+LABEL_SUFFIX = ".txt"
+# The face crops: cropped_aligned/<video>/<frame:05d>.jpg.
+IMAGES_FOLDER = "cropped_aligned"
+# How deep under the manual dir to look for LABELS_FOLDER; the image folder is never walked
+# (millions of files).
+MAX_SEARCH_DEPTH = 4
+
+
+def find_labels_folder(manual_dir: os.PathLike | str) -> pathlib.Path:
+  """The one ``AU_Detection_Challenge`` folder within MAX_SEARCH_DEPTH levels of ``manual_dir``.
+
+  Raises:
+    label_files.DatasetFormatError: none or several found.
+  """
+  manual_dir = pathlib.Path(manual_dir)
+  found = []
+  for root, dirs, _ in os.walk(manual_dir):
+    depth = len(pathlib.Path(root).relative_to(manual_dir).parts)
+    if LABELS_FOLDER in dirs:
+      found.append(pathlib.Path(root) / LABELS_FOLDER)
+    # Prune: no need to look inside the images or the labels, nor too deep.
+    dirs[:] = ([] if depth + 1 >= MAX_SEARCH_DEPTH else
+               sorted(d for d in dirs if d not in (IMAGES_FOLDER, LABELS_FOLDER)))
+  if len(found) != 1:
+    raise label_files.DatasetFormatError(
+        f"{manual_dir}: found {len(found)} {LABELS_FOLDER} folders "
+        f"{[str(f) for f in found]}; expected exactly one (within {MAX_SEARCH_DEPTH} levels)")
+  return found[0]
+
+
+def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
+               problems: label_files.Problems) -> list[label_files.Video]:
+  """Parses every ``<video>.txt`` of a challenge split folder and indexes its frames.
+
+  ``<video>_left`` / ``<video>_right`` are two videos of subject ``<video>``.
+  """
+  if not split_dir.is_dir():
+    raise label_files.DatasetFormatError(f"{split_dir}: split folder not found")
+  videos = []
+  for path in label_files.label_paths(split_dir, "*" + LABEL_SUFFIX):
+    labels = label_files.parse_affwild2(label_files.read_lines(path), path, problems)
+    videos.append(label_files.Video(
+        name=path.stem,
+        subject=label_files.affwild2_subject(path.stem),
+        labels=labels,
+        images=label_files.list_frames(images_dir / path.stem),
+    ))
+  if not videos:
+    raise label_files.DatasetFormatError(
+        f"{split_dir}: no {LABEL_SUFFIX} label files; expected one per video")
+  label_files.require_images(videos, images_dir, f"{IMAGES_FOLDER}/<video>/<frame>.jpg")
+  return videos
+
+
+class Abaw3Au(tfds.core.GeneratorBasedBuilder):
+  """Aff-Wild2 AU detection (ABAW3): 12 AUs, splits ``train`` and ``validation``."""
+
+  name = "abaw3_au"
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  AU_NAMES = AU_NAMES
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+  Aff-Wild2 is licensed: request it from the ABAW organisers. The manual dir must hold
+    cropped_aligned/<video>/<frame>.jpg    face crops (112x112), five-digit 1-based frame
+                                           numbers (00001.jpg); frames with no face are absent
+    <any folders>/{LABELS_FOLDER}/Train_Set/<video>.txt
+    <any folders>/{LABELS_FOLDER}/Validation_Set/<video>.txt
+  Each label file starts with the header {label_files.affwild2_header()}
+  and its data line i holds frame i's values 0, 1 or -1 (not annotated). Videos of two
+  people carry _left / _right and are two videos (subject: the name without the suffix).
+  Label lines whose frame has no image are skipped and counted in summary.json.
+  """
+
+  def __init__(self, *, skip_bad: bool = False, **kwargs):
+    """Args: skip_bad: skip (and report) malformed label lines and images instead of failing;
+    kwargs: those of tfds.core.DatasetBuilder (data_dir, config, version, ...)."""
+    self.skip_bad = skip_bad
+    self._stats: dict[str, label_files.SplitStats] = {}
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "labels": tfds.features.Tensor(shape=(len(AUS),), dtype=np.int8),
+            "video": tfds.features.Text(),
+            "frame": np.int32,
+            "subject": tfds.features.Text(),
+        }),
+        supervised_keys=("image", "labels"),
+        homepage="https://ibug.doc.ic.ac.uk/resources/cvpr-2022-3rd-abaw/",
+        metadata=tfds.core.MetadataDict(au_names=list(AU_NAMES)),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = pathlib.Path(dl_manager.manual_dir)
+    images_dir = manual_dir / IMAGES_FOLDER
+    if not images_dir.is_dir():
+      raise label_files.DatasetFormatError(
+          f"{images_dir}: image folder not found; expected {IMAGES_FOLDER}/<video>/<frame>.jpg")
+    labels_dir = find_labels_folder(manual_dir)
+    self._stats = {}
+    generators = {}
+    for split, folder in SPLIT_FOLDERS.items():
+      stats = self._stats[split] = label_files.SplitStats(label_files.Problems(self.skip_bad))
+      videos = read_split(labels_dir / folder, images_dir, stats.problems)
+      generators[split] = self._generate_examples(videos, stats)
+    return generators
+
+  def _generate_examples(self, videos: list[label_files.Video],
+                         stats: label_files.SplitStats):
+    """Yields (key, example) per annotated frame that has an image; counts the rest."""
+    yield from label_files.generate_examples(videos, stats)
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    super()._download_and_prepare(dl_manager, download_config)
+    report = label_files.summary(self.name, AU_NAMES, self._stats, self.skip_bad)
+    self.info.metadata["summary"] = report
+    label_files.write_summary(self.data_dir, report)
+    print("\n" + label_files.format_summary(report), flush=True)

@@ -1,0 +1,130 @@
+"""TFDS builder ``bp4d``: BP4D-Spontaneous AU occurrence, the 12 standard AUs.
+
+One example per frame of ``AUCoding/AU_OCC/<subject>_<task>.csv`` that has an image; the
+splits are the three subject folds of the JAA-Net protocol, so a run trains on
+``fold1+fold2`` and validates on ``fold3`` (and rotates). Build it with
+
+  python -m mlt_flax.data.build --dataset=bp4d --manual_dir=DIR --data_dir=DIR
+"""
+
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mlt_flax import aus
+from mlt_flax.data import label_files
+
+# The 12 standard AUs, in label order, and the names stored in the dataset's metadata.
+AUS = aus.BP4D
+AU_NAMES = aus.names(AUS)
+# The three subject folds of JAA-Net (Shao et al., ECCV 2018); each is a split.
+FOLDS = {
+    "fold1": ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001",
+              "F016", "M014", "F023", "M008"),
+    "fold2": ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016",
+              "F020", "F011", "M013", "M005"),
+    "fold3": ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021",
+              "F017", "M015", "F014"),
+}
+# Labels: AUCoding/AU_OCC/<subject>_<task>.csv; images: 2DFaces/<subject>/<task>/<frame>.jpg.
+LABELS_FOLDER = pathlib.Path("AUCoding", "AU_OCC")
+LABEL_PATTERN = "*.csv"
+IMAGES_FOLDER = "2DFaces"
+
+
+def read_folds(manual_dir: pathlib.Path,
+               stats: dict[str, label_files.SplitStats]) -> dict[str, list[label_files.Video]]:
+  """Parses every AU_OCC file into the videos of its subject's fold.
+
+  Args:
+    manual_dir: the BP4D manual dir.
+    stats: {fold: SplitStats}; each file's bad lines go to its fold's ``problems``.
+
+  Returns:
+    {fold: videos}, video ``<subject>_<task>`` with frames from ``2DFaces/<subject>/<task>/``.
+
+  Raises:
+    label_files.DatasetFormatError: missing folders, a file name that is not
+      ``<subject>_<task>.csv``, a subject in no fold, or a bad file (see parse_bp4d_occ).
+  """
+  labels_dir = manual_dir / LABELS_FOLDER
+  paths = label_files.label_paths(labels_dir, LABEL_PATTERN)
+  if not paths:
+    raise label_files.DatasetFormatError(
+        f"{labels_dir}: no <subject>_<task>.csv label files found")
+  folds = {fold: [] for fold in FOLDS}
+  for path in paths:
+    subject, task = label_files.bp4d_video(path)
+    fold = label_files.fold_of(subject, FOLDS, path)
+    labels = label_files.parse_bp4d_occ(
+        label_files.read_lines(path), path, stats[fold].problems, AUS)
+    folds[fold].append(label_files.Video(
+        name=f"{subject}_{task}",
+        subject=subject,
+        labels=labels,
+        images=label_files.list_frames(manual_dir / IMAGES_FOLDER / subject / task),
+    ))
+  for videos in folds.values():
+    label_files.require_images(videos, manual_dir / IMAGES_FOLDER,
+                               f"{IMAGES_FOLDER}/<subject>/<task>/<frame>.jpg")
+  return folds
+
+
+class Bp4d(tfds.core.GeneratorBasedBuilder):
+  """BP4D AU occurrence: 12 AUs, splits ``fold1``, ``fold2``, ``fold3`` (by subject)."""
+
+  name = "bp4d"
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  AU_NAMES = AU_NAMES
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+  BP4D-Spontaneous is licensed: request it from Binghamton University. The manual dir must
+  hold
+    {LABELS_FOLDER.as_posix()}/<subject>_<task>.csv   e.g. F001_T1.csv
+    {IMAGES_FOLDER}/<subject>/<task>/<frame>.jpg         (or .png) e.g. 2DFaces/F001/T1/0001.jpg
+  Each csv has a header row of integers: column 0 is the frame number, every other column an
+  AU number; values are 0, 1 or 9 (unknown, stored as -1). The AUs {list(AUS)} are selected
+  by header. The zero-padding of frame file names (0001.jpg, 001.jpg, 1.jpg, ...) is read
+  from the files themselves. Frames with no image are skipped and counted in summary.json.
+  """
+
+  def __init__(self, *, skip_bad: bool = False, **kwargs):
+    """Args: skip_bad: skip (and report) malformed label lines and images instead of failing;
+    kwargs: those of tfds.core.DatasetBuilder (data_dir, config, version, ...)."""
+    self.skip_bad = skip_bad
+    self._stats: dict[str, label_files.SplitStats] = {}
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "labels": tfds.features.Tensor(shape=(len(AUS),), dtype=np.int8),
+            "video": tfds.features.Text(),
+            "frame": np.int32,
+            "subject": tfds.features.Text(),
+        }),
+        supervised_keys=("image", "labels"),
+        homepage="https://www.cs.binghamton.edu/~lijun/Research/3DFE/3DFE_Analysis.html",
+        metadata=tfds.core.MetadataDict(au_names=list(AU_NAMES)),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    self._stats = {fold: label_files.SplitStats(label_files.Problems(self.skip_bad))
+                   for fold in FOLDS}
+    folds = read_folds(pathlib.Path(dl_manager.manual_dir), self._stats)
+    return {fold: self._generate_examples(videos, self._stats[fold])
+            for fold, videos in folds.items()}
+
+  def _generate_examples(self, videos: list[label_files.Video],
+                         stats: label_files.SplitStats):
+    """Yields (key, example) per annotated frame that has an image; counts the rest."""
+    yield from label_files.generate_examples(videos, stats)
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    super()._download_and_prepare(dl_manager, download_config)
+    report = label_files.summary(self.name, AU_NAMES, self._stats, self.skip_bad)
+    self.info.metadata["summary"] = report
+    label_files.write_summary(self.data_dir, report)
+    print("\n" + label_files.format_summary(report), flush=True)

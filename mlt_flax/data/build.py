@@ -1,0 +1,70 @@
+"""Builds one licensed AU dataset as a TFDS dataset, from its manual directory.
+
+Usage:
+  python -m mlt_flax.data.build --dataset=abaw3_au --manual_dir=DIR --data_dir=DIR [--skip_bad]
+
+``--dataset`` is one of ``abaw3_au``, ``bp4d``, ``disfa``; ``--manual_dir`` holds the dataset
+as it ships (see each builder's MANUAL_DOWNLOAD_INSTRUCTIONS); the result lands in
+``<data_dir>/<dataset>/1.0.0/`` with a ``summary.json``. A malformed input stops the build
+with a one-line message naming the file (and line); ``--skip_bad`` skips such lines/images
+and lists them in the summary instead. The same builds run through TFDS's own CLI:
+  tfds build abaw3_au --imports=mlt_flax.data.abaw3_au --manual_dir=DIR --data_dir=DIR
+  tfds build abaw3_au/skip_bad=True --imports=mlt_flax.data.abaw3_au ...
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+import tensorflow_datasets as tfds
+
+from mlt_flax.data import abaw3_au
+from mlt_flax.data import bp4d
+from mlt_flax.data import disfa
+from mlt_flax.data import label_files
+
+# Dataset name (as in the --dataset flag and in TFDS) -> builder class.
+BUILDERS = {
+    "abaw3_au": abaw3_au.Abaw3Au,
+    "bp4d": bp4d.Bp4d,
+    "disfa": disfa.Disfa,
+}
+
+_DATASET = flags.DEFINE_enum("dataset", None, list(BUILDERS), "Dataset to build.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "The dataset as it ships.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.")
+_SKIP_BAD = flags.DEFINE_bool(
+    "skip_bad", False, "Skip malformed label lines and images (listed in the summary) "
+    "instead of stopping at the first one.")
+flags.mark_flags_as_required(["dataset", "manual_dir", "data_dir"])
+
+
+def build(dataset: str, manual_dir: str, data_dir: str,
+          skip_bad: bool = False) -> tfds.core.DatasetBuilder:
+  """Builds ``dataset`` from ``manual_dir`` into ``data_dir``; returns the prepared builder.
+
+  A dataset already prepared in ``data_dir`` is left as it is.
+
+  Raises:
+    label_files.DatasetFormatError: a malformed input (unless skip_bad).
+  """
+  builder = BUILDERS[dataset](data_dir=data_dir, skip_bad=skip_bad)
+  if builder.is_prepared():
+    print(f"{dataset} is already built in {builder.data_dir}; delete that folder to rebuild.")
+    return builder
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  return builder
+
+
+def main(argv):
+  del argv  # Unused.
+  try:
+    builder = build(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value, _SKIP_BAD.value)
+  except label_files.DatasetFormatError as e:
+    sys.exit(f"error: {e}")
+  print(f"{builder.name} is in {builder.data_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

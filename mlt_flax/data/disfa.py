@@ -1,0 +1,145 @@
+"""TFDS builder ``disfa``: DISFA AU occurrence (intensity >= 2), 12 AUs.
+
+One example per labelled frame of each subject that has an image; the splits are the three
+subject folds of the JAA-Net protocol (train on ``fold1+fold2``, validate on ``fold3``, and
+rotate). Build it with
+
+  python -m mlt_flax.data.build --dataset=disfa --manual_dir=DIR --data_dir=DIR
+"""
+
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mlt_flax import aus
+from mlt_flax.data import label_files
+
+# The 12 coded AUs, in label order, and the names stored in the dataset's metadata.
+AUS = aus.DISFA
+AU_NAMES = aus.names(AUS)
+# The three subject folds of JAA-Net (Shao et al., ECCV 2018); each is a split.
+FOLDS = {
+    "fold1": ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
+    "fold2": ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
+    "fold3": ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
+}
+# Labels: ActionUnit_Labels/<SN>/<SN>_au<n>.txt; images: Images/<SN>/<n>.{png,jpg}.
+LABELS_FOLDER = "ActionUnit_Labels"
+LABEL_FILE = "{subject}_au{au}.txt"
+IMAGES_FOLDER = "Images"
+
+
+def label_path(labels_dir: pathlib.Path, subject: str, au: int) -> pathlib.Path:
+  """``<labels_dir>/<subject>/<subject>_au<au>.txt``."""
+  return labels_dir / subject / LABEL_FILE.format(subject=subject, au=au)
+
+
+def read_subject(labels_dir: pathlib.Path, images_dir: pathlib.Path, subject: str,
+                 problems: label_files.Problems) -> label_files.Video:
+  """Reads the 12 AU files of one subject and indexes its (0- or 1-based) frame folder.
+
+  Raises:
+    label_files.DatasetFormatError: an AU file is missing or malformed.
+  """
+  intensities = []
+  for au in AUS:
+    path = label_path(labels_dir, subject, au)
+    if not path.is_file():
+      raise label_files.DatasetFormatError(
+          f"{path}: label file not found; expected one file per AU {list(AUS)}")
+    intensities.append(label_files.parse_disfa_intensities(
+        label_files.read_lines(path), path, problems))
+  return label_files.Video(
+      name=subject,
+      subject=subject,
+      labels=label_files.disfa_table(intensities),
+      # Frames are commonly extracted 0-based (0.png = label frame 1): detected per folder.
+      images=label_files.shift_to_one_based(label_files.list_frames(images_dir / subject)),
+  )
+
+
+def read_folds(manual_dir: pathlib.Path,
+               stats: dict[str, label_files.SplitStats]) -> dict[str, list[label_files.Video]]:
+  """Reads every subject folder of ``ActionUnit_Labels`` into its fold.
+
+  Raises:
+    label_files.DatasetFormatError: no subject folders, a subject in no fold, or a bad file.
+  """
+  labels_dir = manual_dir / LABELS_FOLDER
+  subjects = []
+  if labels_dir.is_dir():
+    subjects = sorted(p.name for p in labels_dir.iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
+  if not subjects:
+    raise label_files.DatasetFormatError(
+        f"{labels_dir}: no subject folders; expected {LABELS_FOLDER}/<SN>/<SN>_au<n>.txt")
+  folds = {fold: [] for fold in FOLDS}
+  for subject in subjects:
+    fold = label_files.fold_of(subject, FOLDS, labels_dir / subject)
+    folds[fold].append(read_subject(labels_dir, manual_dir / IMAGES_FOLDER, subject,
+                                    stats[fold].problems))
+  for videos in folds.values():
+    label_files.require_images(videos, manual_dir / IMAGES_FOLDER,
+                               f"{IMAGES_FOLDER}/<SN>/<n>.png")
+  return folds
+
+
+class Disfa(tfds.core.GeneratorBasedBuilder):
+  """DISFA AU occurrence: 12 AUs, splits ``fold1``, ``fold2``, ``fold3`` (by subject)."""
+
+  name = "disfa"
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  AU_NAMES = AU_NAMES
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+  DISFA is licensed: request it from the University of Denver. The manual dir must hold
+    {LABELS_FOLDER}/<SN>/<SN>_au<n>.txt   e.g. SN001/SN001_au1.txt, one per AU {list(AUS)}
+    {IMAGES_FOLDER}/<SN>/<n>.png                  (or .jpg) frames extracted from the videos
+  Label lines are 'frame,intensity' with 1-based frames and intensities
+  {label_files.DISFA_MIN_INTENSITY}-{label_files.DISFA_MAX_INTENSITY}; an AU is present iff
+  its intensity is >= {label_files.DISFA_PRESENT_INTENSITY}. Image folders that contain a
+  frame 0 (0.png) are 0-based (0.png is label frame 1), others 1-based; the example's frame
+  is always the 1-based label frame. Frames with no image are skipped and counted in
+  summary.json.
+  """
+
+  def __init__(self, *, skip_bad: bool = False, **kwargs):
+    """Args: skip_bad: skip (and report) malformed label lines and images instead of failing;
+    kwargs: those of tfds.core.DatasetBuilder (data_dir, config, version, ...)."""
+    self.skip_bad = skip_bad
+    self._stats: dict[str, label_files.SplitStats] = {}
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "labels": tfds.features.Tensor(shape=(len(AUS),), dtype=np.int8),
+            "video": tfds.features.Text(),
+            "frame": np.int32,
+            "subject": tfds.features.Text(),
+        }),
+        supervised_keys=("image", "labels"),
+        homepage="http://mohammadmahoor.com/disfa/",
+        metadata=tfds.core.MetadataDict(au_names=list(AU_NAMES)),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    self._stats = {fold: label_files.SplitStats(label_files.Problems(self.skip_bad))
+                   for fold in FOLDS}
+    folds = read_folds(pathlib.Path(dl_manager.manual_dir), self._stats)
+    return {fold: self._generate_examples(videos, self._stats[fold])
+            for fold, videos in folds.items()}
+
+  def _generate_examples(self, videos: list[label_files.Video],
+                         stats: label_files.SplitStats):
+    """Yields (key, example) per annotated frame that has an image; counts the rest."""
+    yield from label_files.generate_examples(videos, stats)
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    super()._download_and_prepare(dl_manager, download_config)
+    report = label_files.summary(self.name, AU_NAMES, self._stats, self.skip_bad)
+    self.info.metadata["summary"] = report
+    label_files.write_summary(self.data_dir, report)
+    print("\n" + label_files.format_summary(report), flush=True)
