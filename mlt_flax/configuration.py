@@ -7,6 +7,7 @@ enough for the backbone, and settings that contradict each other.
 
 import ml_collections
 
+from mlt_flax import augment
 from mlt_flax import aus
 from mlt_flax import models
 from mlt_flax.models import inception_v3
@@ -48,7 +49,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(not m.pretrained or m.backbone == "inception_v3", "model.pretrained",
          "'' for a backbone other than inception_v3 (the weights are InceptionV3's)",
          m.pretrained)
-  _check(config.data.label_space in aus.LABEL_SPACES, "data.label_space",
-         f"one of {sorted(aus.LABEL_SPACES)}", config.data.label_space)
-  _check(config.train.batch_size > 0, "train.batch_size", "a positive integer",
-         config.train.batch_size)
+  d = config.data
+  _check(d.label_space in aus.LABEL_SPACES, "data.label_space",
+         f"one of {sorted(aus.LABEL_SPACES)}", d.label_space)
+  _check(len(d.datasets) > 0 and all(n in aus.LABEL_SPACES for n in d.datasets),
+         "data.datasets", f"dataset names from {sorted(set(aus.LABEL_SPACES) - {'union17'})}",
+         d.datasets)
+  _check(len(d.weights) == len(d.datasets) and all(w > 0 for w in d.weights), "data.weights",
+         f"{len(d.datasets)} positive mixing weights, one per dataset", d.weights)
+  for field in ("frame_stride", "frame_size"):
+    _check(getattr(d, field) > 0, f"data.{field}", "a positive integer", getattr(d, field))
+  partial = any(a not in aus.label_space(n) for n in d.datasets
+                for a in aus.label_space(d.label_space))
+  _check(not (config.augment.mixup and partial), "augment.mixup",
+         f"False: label space {d.label_space!r} has AUs that {list(d.datasets)} do not code "
+         "(partial labels), and mixup is never used with partial labels", config.augment.mixup)
+  a = config.augment
+  _check(a.fill_mode in augment.FILL_MODES, "augment.fill_mode", f"one of {augment.FILL_MODES}",
+         a.fill_mode)
+  for field in ("brightness_delta", "channel_drop_prob", "rotation_max_turns", "zoom",
+                "label_smoothing"):
+    _check(0.0 <= getattr(a, field) < 1.0, f"augment.{field}", "a value in [0, 1)",
+           getattr(a, field))
+  _check(a.mixup_alpha > 0, "augment.mixup_alpha", "a positive Beta parameter", a.mixup_alpha)
+  lo = config.loss
+  _check(lo.bce or lo.dice, "loss.bce", "True, or loss.dice True: the loss needs a term", lo.bce)
+  _check(lo.dice_weight >= 0, "loss.dice_weight", "a weight >= 0", lo.dice_weight)
+  groups = ("backbone", "patch_encoder", "label_decoder")
+  _check(all(g in groups for g in config.optim.frozen), "optim.frozen",
+         f"a subset of {groups}", config.optim.frozen)
+  t = config.train
+  for field in ("batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    _check(getattr(t, field) > 0, f"train.{field}", "a positive integer", getattr(t, field))
+  _check(t.num_epochs > 0 or t.num_steps > 0, "train.num_epochs",
+         "a positive number (or train.num_steps > 0)", t.num_epochs)
+  _check(t.on_nonfinite in ("stop", "skip"), "train.on_nonfinite", "'stop' or 'skip'",
+         t.on_nonfinite)
+  _check(config.checkpoint.keep > 0, "checkpoint.keep", "a positive integer",
+         config.checkpoint.keep)

@@ -18,21 +18,25 @@ import numpy as np
 import optax
 
 
+def weights_from_positive_rate(rate) -> np.ndarray:
+  """w_t = T (1/f_t) / sum_k (1/f_k) from the positive rates f (T,); f_t = 0 gives w_t = 0."""
+  rate = np.asarray(rate, np.float64)
+  inv = np.divide(1.0, rate, out=np.zeros_like(rate), where=rate > 0)
+  if inv.sum() == 0:
+    return np.zeros(len(rate), np.float32)
+  return (len(rate) * inv / inv.sum()).astype(np.float32)
+
+
 def frequency_weights(labels: np.ndarray) -> np.ndarray:
-  """w_t = T (1/f_t) / sum_k (1/f_k) from labels (N, T) in {-1, 0, 1}; f_t = 0 gives w_t = 0.
+  """Frequency weights (T,) from labels (N, T) in {-1, 0, 1}.
 
   f_t is the positive rate of AU t over its valid (!= -1) entries.
   """
   labels = np.asarray(labels)
-  valid = labels >= 0
-  positives = (labels == 1).sum(0)
-  counts = valid.sum(0)
-  f = np.divide(positives, counts, out=np.zeros(labels.shape[1]), where=counts > 0)
-  inv = np.divide(1.0, f, out=np.zeros_like(f), where=f > 0)
-  total = inv.sum()
-  if total == 0:
-    return np.zeros_like(f, dtype=np.float32)
-  return (labels.shape[1] * inv / total).astype(np.float32)
+  counts = (labels >= 0).sum(0)
+  rate = np.divide((labels == 1).sum(0), counts, out=np.zeros(labels.shape[1]),
+                   where=counts > 0)
+  return weights_from_positive_rate(rate)
 
 
 def weighted_bce(logits, targets, mask, weights):

@@ -1,7 +1,11 @@
 """Entry point: `python -m mlt_flax.main --config=configs/abaw3.py --workdir=DIR`.
 
 Flags are parsed with absl and ml_collections (`--config.model.dtype=bfloat16` overrides a
-field); everything else happens in one importable function.
+field); everything else happens in one importable function per mode.
+
+Several hosts: start the same command on each, with --coordinator_address=HOST:PORT,
+--num_processes=N and --process_id=i (or on a cluster JAX detects by itself, SLURM or Cloud
+TPU, with no flag): JAX's own multi-controller runtime (`jax.distributed`) connects them.
 """
 
 import sys
@@ -13,12 +17,30 @@ import jax
 from ml_collections import config_flags
 
 from mlt_flax import configuration
-from mlt_flax import photo_demo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for outputs (checkpoints, logs, reports).")
+flags.DEFINE_enum("mode", "train", ["train", "photo_demo"],
+                  "train: train_and_evaluate; photo_demo: the model on real face photos.")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for several hosts.")
+flags.DEFINE_integer("num_processes", 1, "Number of processes (hosts) in the run.")
+flags.DEFINE_integer("process_id", 0, "This process's index in [0, num_processes).")
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
+
+_CLUSTER_ENV = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
+
+
+def _maybe_initialize_distributed():
+  import os  # pylint: disable=g-import-not-at-top
+  if FLAGS.num_processes > 1:
+    if os.environ.get("MLT_CPU_COLLECTIVES"):  # several CPU processes on one machine (tests)
+      jax.config.update("jax_cpu_collectives_implementation",
+                        os.environ["MLT_CPU_COLLECTIVES"])
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  elif any(v in os.environ for v in _CLUSTER_ENV):
+    jax.distributed.initialize()
 
 
 def main(argv):
@@ -29,9 +51,18 @@ def main(argv):
     configuration.validate(config)
   except configuration.ConfigError as e:
     sys.exit(f"error: {e}")
+  _maybe_initialize_distributed()
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
-  photo_demo.run(config, FLAGS.workdir)
+  try:
+    if FLAGS.mode == "photo_demo":
+      from mlt_flax import photo_demo  # pylint: disable=g-import-not-at-top
+      photo_demo.run(config, FLAGS.workdir)
+    else:
+      from mlt_flax import train  # pylint: disable=g-import-not-at-top
+      train.train_and_evaluate(config, FLAGS.workdir)
+  except (configuration.ConfigError, FileNotFoundError, FloatingPointError) as e:
+    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,130 @@
+"""Orbax checkpoints of the train state: save, automatic resume, and pretrain -> fine-tune init.
+
+One `ocp.CheckpointManager` per workdir (`<workdir>/checkpoints/<step>/`), saving
+asynchronously, keeping the last K checkpoints plus the best by validation mean F1. Each
+checkpoint holds the train state (global arrays, saved as they are) and the config as JSON.
+Orbax writes into a temporary folder and renames it when complete, so a run killed mid-save
+leaves no checkpoint that looks complete; `restore_latest` also falls back to the previous
+checkpoint when the newest one cannot be read.
+"""
+
+import json
+import pathlib
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from mlt_flax import aus
+
+BEST_METRIC = "mean_f1"  # validation mean F1 at threshold 0.5
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint cannot be used with this config."""
+
+
+def manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  """The workdir's manager: keep the last config.checkpoint.keep plus the best one."""
+  c = config.checkpoint
+  policy = pp.AnyPreservationPolicy([
+      pp.LatestN(n=c.keep),
+      pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
+               keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=policy, enable_async_checkpointing=c.async_save, create=True,
+      cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / "checkpoints",
+                               options=options)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, config, metrics=None) -> None:
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      config=ocp.args.JsonSave(config.to_dict())), metrics=metrics, force=True)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, int] | None:
+  """(state, step) from the newest readable checkpoint, or None if there is none.
+
+  abstract_state: ShapeDtypeStructs with shardings, so arrays come back where they live.
+  A checkpoint that fails to restore (truncated or corrupted file) is reported and the
+  previous one tried.
+  """
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
+      return restored["state"], step
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one",
+                      step, type(e).__name__, str(e).splitlines()[0][:300])
+      print(f"warning: checkpoint step {step} in {mngr.directory} is unreadable "
+            f"({type(e).__name__}); falling back to the previous one")
+  return None
+
+
+def load_params_from(path, target_params, target_stats, label_space: str):
+  """Params and batch stats of another run's checkpoint, mapped onto this model.
+
+  path: a workdir (its latest checkpoint) or a checkpoint step folder. Label tokens are
+  mapped by AU name from the source run's label space (its saved config) to `label_space`;
+  AUs new to this model keep their fresh initialisation. Every other parameter must exist
+  with the same shape. Returns (params, batch_stats, report dict of loaded/new/dropped).
+  """
+  path = pathlib.Path(path)
+  if (path / "checkpoints").is_dir():
+    path = path / "checkpoints"
+  if path.name != "checkpoints" and (path / "state").is_dir():
+    step_dir = path
+  else:
+    steps = sorted((p for p in path.glob("[0-9]*") if p.is_dir()), key=lambda p: int(p.name))
+    if not steps:
+      raise CheckpointError(f"config.init_from={str(path)!r}: no checkpoint found there")
+    step_dir = steps[-1]
+  source_config = json.loads((step_dir / "config" / "metadata").read_text()) if (
+      step_dir / "config" / "metadata").exists() else None
+  ckptr = ocp.StandardCheckpointer()
+  restored = ckptr.restore(step_dir / "state")
+  src_params, src_stats = restored["params"], restored.get("batch_stats", {})
+  src_space = (source_config or {}).get("data", {}).get("label_space", label_space)
+  src_names = aus.names(aus.label_space(src_space))
+  dst_names = aus.names(aus.label_space(label_space))
+
+  def merge(src, dst, prefix):
+    out = {}
+    for k, v in dst.items():
+      name = f"{prefix}/{k}" if prefix else k
+      if isinstance(v, dict):
+        if k not in src:
+          raise CheckpointError(f"{step_dir}: has no parameter {name}")
+        out[k] = merge(src[k], v, name)
+        continue
+      if k not in src:
+        raise CheckpointError(f"{step_dir}: has no parameter {name}")
+      s = np.asarray(src[k])
+      if name == "label_decoder/label_tokens":
+        rows = [np.asarray(v[i]) if n not in src_names else s[src_names.index(n)]
+                for i, n in enumerate(dst_names)]
+        out[k] = np.stack(rows).astype(v.dtype)
+      elif s.shape != tuple(v.shape):
+        raise CheckpointError(f"{step_dir}: parameter {name} has shape {s.shape} in the "
+                              f"checkpoint but {tuple(v.shape)} in this model")
+      else:
+        out[k] = s.astype(v.dtype)
+    return out
+
+  params = merge(src_params, jax.device_get(target_params), "")
+  stats = merge(src_stats, jax.device_get(target_stats), "")
+  report = {
+      "source": str(step_dir),
+      "loaded_label_tokens": [n for n in dst_names if n in src_names],
+      "new_label_tokens": [n for n in dst_names if n not in src_names],
+      "dropped_label_tokens": [n for n in src_names if n not in dst_names],
+  }
+  return params, stats, report

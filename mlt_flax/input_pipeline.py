@@ -1,0 +1,237 @@
+"""The tf.data input pipeline over TFDS-built AU datasets.
+
+The host only reads records and decodes JPEGs: frames travel to the devices as uint8 at their
+native size, and resizing and augmentation run there, inside the jitted step
+(mlt_flax/augment.py), where they are nearly free (PERF_NOTES: host-side resizing is the cost).
+
+Training stream: each dataset's training split -> keep every k-th frame
+-> drop frames with no valid label -> labels mapped to the model's label space (-1 where the
+dataset does not code an AU) -> repeat + seeded shuffle -> mixture with configured weights ->
+skip the examples of the steps already done (before decoding: a resumed run sees the very
+stream an uninterrupted one would) -> this process's share -> decode -> batch (drop
+remainder) -> prefetch.
+
+Evaluation: every frame of the (strided) split exactly once, the last batch padded and masked
+with `valid`, each frame carrying its `video` index and `frame` number so that predictions
+can be put in (video, frame) order.
+"""
+
+import dataclasses
+import importlib
+import json
+import pathlib
+from typing import Iterator
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mlt_flax import aus
+from mlt_flax import losses
+
+# TFDS name -> the module that registers its builder.
+DATASET_MODULES = {
+    "abaw3_au": "mlt_flax.data.abaw3_au",
+    "bp4d": "mlt_flax.data.bp4d",
+    "disfa": "mlt_flax.data.disfa",
+}
+SHUFFLE_BUFFER = 4096  # frames; TFDS already shuffled examples when it wrote the files
+STATS_VERSION = 1  # bump when the cached statistics change meaning
+
+
+def builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  """The built TFDS dataset `name` in data_dir; a clear error if it is unknown or not built."""
+  if name not in DATASET_MODULES:
+    raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASET_MODULES)}")
+  importlib.import_module(DATASET_MODULES[name])
+  b = tfds.builder(name, data_dir=data_dir)
+  if not b.is_prepared():
+    raise FileNotFoundError(
+        f"dataset {name!r} is not built in {data_dir}; build it with `python -m "
+        f"mlt_flax.data.build --dataset={name} --manual_dir=... --data_dir={data_dir}`")
+  return b
+
+
+def label_index(dataset: str, label_space: str) -> np.ndarray:
+  """For each AU of the label space, its column in the dataset's labels, or -1 if absent."""
+  ds_aus = aus.label_space(dataset)
+  return np.array([ds_aus.index(a) if a in ds_aus else -1
+                   for a in aus.label_space(label_space)], np.int32)
+
+
+def _map_labels(labels_int8, index):
+  """(..., L_dataset) int8 -> (..., L_space) float32, -1 where the dataset lacks the AU."""
+  labels = tf.cast(labels_int8, tf.float32)
+  gathered = tf.gather(labels, tf.maximum(index, 0), axis=-1)
+  return tf.where(index >= 0, gathered, -tf.ones_like(gathered))
+
+
+def _keep(example, frame_stride: int, require_label: bool):
+  keep = tf.equal((example["frame"] - 1) % frame_stride, 0)  # frames 1, 1+k, 1+2k, ...
+  if require_label:
+    keep = tf.logical_and(keep, tf.reduce_any(example["labels"] >= 0))
+  return keep
+
+
+def _raw_split(name: str, data_dir: str, split: str, process_index: int, process_count: int,
+               frame_stride: int, require_label: bool, decode_images: bool) -> tf.data.Dataset:
+  b = builder(name, data_dir)
+  if split not in b.info.splits:
+    raise ValueError(f"dataset {name!r} has no split {split!r}; it has {sorted(b.info.splits)}")
+  my_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
+  decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
+  ds = b.as_dataset(split=my_split, shuffle_files=False, decoders=decoders,
+                    read_config=tfds.ReadConfig(add_tfds_id=False))
+  return ds.filter(lambda ex: _keep(ex, frame_stride, require_label))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitStats:
+  num_frames: int  # frames kept (strided, with at least one valid label)
+  positives: np.ndarray  # (L,) positive entries per AU of the label space
+  valid: np.ndarray  # (L,) annotated (!= -1) entries per AU
+
+  @property
+  def positive_rate(self) -> np.ndarray:
+    return np.divide(self.positives, self.valid, out=np.zeros(len(self.valid)),
+                     where=self.valid > 0)
+
+
+def pooled_frequency_weights(stats: list[SplitStats]) -> np.ndarray:
+  """RECIPE frequency weights (L,) from the positive rate pooled over the training splits."""
+  positives = sum(s.positives for s in stats)
+  valid = sum(s.valid for s in stats)
+  rate = np.divide(positives, valid, out=np.zeros(len(valid)), where=valid > 0)
+  return losses.weights_from_positive_rate(rate)
+
+
+def split_stats(name: str, data_dir: str, split: str, frame_stride: int,
+                label_space: str) -> SplitStats:
+  """Frame count and per-AU label counts of a training split, cached beside the dataset."""
+  b = builder(name, data_dir)
+  cache = pathlib.Path(b.data_dir) / f"mlt_stats_{split}_stride{frame_stride}_{label_space}.json"
+  if cache.exists():
+    d = json.loads(cache.read_text())
+    if d.get("version") == STATS_VERSION:
+      return SplitStats(d["num_frames"], np.array(d["positives"]), np.array(d["valid"]))
+  index = label_index(name, label_space)
+  ds = _raw_split(name, data_dir, split, 0, 1, frame_stride, True, decode_images=False)
+  ds = ds.map(lambda ex: _map_labels(ex["labels"], index)).batch(4096)
+  labels = np.concatenate([x for x in tfds.as_numpy(ds)] or [np.zeros((0, len(index)))])
+  stats = SplitStats(len(labels), (labels == 1).sum(0), (labels >= 0).sum(0))
+  cache.write_text(json.dumps({"version": STATS_VERSION, "num_frames": stats.num_frames,
+                               "positives": stats.positives.tolist(),
+                               "valid": stats.valid.tolist()}))
+  return stats
+
+
+def has_partial_labels(config: ml_collections.ConfigDict) -> bool:
+  """Whether some dataset lacks some AU of the label space (then mixup is off)."""
+  return any((label_index(n, config.data.label_space) < 0).any() for n in config.data.datasets)
+
+
+def _decode(example, index, frame_size: int):
+  """Decodes the JPEG; resizes on the host only frames not already frame_size (batching)."""
+  image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+  image = tf.cond(
+      tf.reduce_all(tf.shape(image)[:2] == frame_size), lambda: image,
+      lambda: tf.cast(tf.round(tf.image.resize(image, (frame_size, frame_size))), tf.uint8))
+  image.set_shape((frame_size, frame_size, 3))
+  return {"image": image, "labels": _map_labels(example["labels"], index)}
+
+
+def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
+                   start_step: int = 0, process_index: int = 0, process_count: int = 1,
+                   ) -> Iterator[dict[str, np.ndarray]]:
+  """Endless training batches for this process: {'image': uint8 (b, H, W, 3), 'labels': (b, L)}.
+
+  Deterministic given config.seed and start_step: the batch of global step s is the same
+  whether the run started at 0 or resumed at s, and the same set of frames whatever the
+  number of processes (each reads the encoded stream and decodes only its share).
+  """
+  d = config.data
+  if len(d.weights) != len(d.datasets):
+    raise ValueError(f"config.data.weights has {len(d.weights)} entries for "
+                     f"{len(d.datasets)} datasets in config.data.datasets")
+  parts = []
+  for i, name in enumerate(d.datasets):
+    index = label_index(name, d.label_space)
+    ds = _raw_split(name, d.data_dir, d.train_split, 0, 1, d.frame_stride, True,
+                    decode_images=False)
+    ds = ds.map(lambda ex, index=index: {"image": ex["image"], "labels": ex["labels"],
+                                         "index": index})
+    seed = config.seed * 1000 + i  # one stream per dataset, all fixed by config.seed
+    parts.append(ds.repeat().shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True))
+  if len(parts) == 1:
+    ds = parts[0]
+  else:
+    ds = tf.data.Dataset.sample_from_datasets(parts, weights=list(d.weights),
+                                              seed=config.seed, stop_on_empty_dataset=False)
+  # The global stream is the same whatever the number of processes: global batch s is its
+  # examples [s G, (s + 1) G), and process p decodes every P-th of them.
+  ds = ds.skip(start_step * local_batch_size * process_count)  # still encoded: cheap
+  ds = ds.shard(process_count, process_index)
+  ds = ds.map(lambda ex: _decode(ex, ex["index"], d.frame_size),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return iter(tfds.as_numpy(ds))
+
+
+def _slice_count(name: str, data_dir: str, split: str, frame_stride: int, process_index: int,
+                 process_count: int) -> int:
+  """Frames of one process's slice of a split (strided), cached beside the dataset."""
+  b = builder(name, data_dir)
+  cache = pathlib.Path(b.data_dir) / "mlt_slice_counts.json"
+  counts = json.loads(cache.read_text()) if cache.exists() else {}
+  key = f"{split}/stride{frame_stride}/{process_index}of{process_count}"
+  if key not in counts:
+    ds = _raw_split(name, data_dir, split, process_index, process_count, frame_stride, False,
+                    decode_images=False)
+    counts[key] = int(ds.reduce(0, lambda n, _: n + 1))
+    cache.write_text(json.dumps(counts))
+  return counts[key]
+
+
+def eval_batches(config: ml_collections.ConfigDict, *, local_batch_size: int,
+                 dataset: str | None = None, split: str | None = None,
+                 process_index: int = 0, process_count: int = 1,
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  """Every (strided) frame of a split exactly once, in fixed-shape batches.
+
+  Yields {'image': uint8 (b, H, W, 3), 'labels': (b, L) in the label space, 'valid': (b,)
+  bool (False on padding), 'video': (b,) bytes, 'frame': (b,) int32}. All-(-1) frames are
+  kept (valid, with no label to score): they still get predictions for smoothing. Every
+  process yields the same number of batches (the largest slice's; the others are padded
+  with all-invalid batches), since each batch is one collective step on all devices.
+  """
+  d = config.data
+  name, split = dataset or d.datasets[0], split or d.eval_split
+  index = label_index(name, d.label_space)
+  num_batches = max(
+      -(-_slice_count(name, d.data_dir, split, d.frame_stride, p, process_count) //
+        local_batch_size) for p in range(process_count))
+  ds = _raw_split(name, d.data_dir, split, process_index, process_count, d.frame_stride, False,
+                  decode_images=False)
+  ds = ds.map(lambda ex: {**_decode(ex, index, d.frame_size), "video": ex["video"],
+                          "frame": ex["frame"]},
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
+  empty = {k: np.zeros((0,) + tuple(spec.shape[1:]),
+                       object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype)
+           for k, spec in ds.element_spec.items()}
+  batches = iter(tfds.as_numpy(ds))
+  for _ in range(num_batches):
+    batch = next(batches, None)
+    if batch is None:  # this process's slice is done; the others' are not
+      batch = dict(empty)
+    n = len(batch["frame"])
+    batch["valid"] = np.arange(local_batch_size) < n
+    yield {k: _pad(v, local_batch_size) for k, v in batch.items()}
+
+
+def _pad(x: np.ndarray, size: int) -> np.ndarray:
+  if len(x) == size:
+    return x
+  pad = np.zeros((size - len(x),) + x.shape[1:], x.dtype)
+  return np.concatenate([x, pad])

@@ -1,0 +1,159 @@
+"""The data-parallel train step and the train_and_evaluate loop, on 8 fake CPU devices."""
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from conftest import loop_config
+from mlt_flax import checkpoints
+from mlt_flax import models
+from mlt_flax import optim
+from mlt_flax import train
+
+NUM_LABELS = 12
+
+
+def quiet(config):
+  """No randomness in the step: augmentation and dropout off (for exact comparisons)."""
+  a = config.augment
+  a.mixup, a.hflip, a.brightness_delta, a.channel_drop_prob = False, False, 0.0, 0.0
+  a.rotation_max_turns, a.zoom, a.label_smoothing = 0.0, 0.0, 0.0
+  config.model.dropout_rate = 0.0
+  return config
+
+
+def setup(config, devices):
+  dp = train.DataParallel(devices)
+  model = models.build_model(config.model, NUM_LABELS, bn_axis_name=train.AXIS)
+  lr_fns = optim.schedules(config, 10, models.num_patches(config.model), NUM_LABELS)
+  tx = optim.make_optimizer(config, lr_fns)
+  state = jax.jit(lambda: train.create_train_state(0, model, tx, config.model.image_size),
+                  out_shardings=dp.replicated)()
+  step = dp.map(functools.partial(train.train_step, model=model, tx=tx, config=config,
+                                  weights=jnp.ones(NUM_LABELS), lr_fns=lr_fns,
+                                  allow_mixup=False),
+                out_specs=(jax.P(), jax.P(), jax.P()), donate_state=True)
+  return dp, state, step
+
+
+def random_batch(seed, n=16, size=112):
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+          "labels": rng.choice([-1.0, 0.0, 1.0], size=(n, NUM_LABELS)).astype(np.float32)}
+
+
+def test_one_device_and_eight_devices_give_the_same_update():
+  # Gradients and BatchNorm statistics are averaged over devices: the global batch decides.
+  config = quiet(tiny.get_config())
+  assert jax.device_count() == 8
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    dp, state, step = setup(config, devices)
+    for s in range(3):
+      state, metrics, finite = step(state, dp.to_global(random_batch(s)))
+      assert bool(finite)
+    results.append(jax.device_get((state.params, state.batch_stats, metrics.compute())))
+  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_state_is_replicated_and_donated():
+  config = quiet(tiny.get_config())
+  dp, state, step = setup(config, jax.devices())
+  old_leaf = jax.tree.leaves(state.params)[0]
+  state, _, _ = step(state, dp.to_global(random_batch(0)))
+  assert old_leaf.is_deleted()  # donated to the step
+  leaf = jax.tree.leaves(state.params)[0]
+  assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+  assert int(state.step) == 1
+
+
+def test_a_nonfinite_step_changes_nothing_but_the_counter():
+  config = quiet(tiny.get_config())
+  dp, state, step = setup(config, jax.devices())
+  before = jax.device_get(state.params)
+  batch = random_batch(0)
+  # A non-finite value injected into the batch (frames are uint8, labels the only floats;
+  # NaN labels would read as "not annotated", so inject +inf).
+  batch["labels"][3, 2] = np.inf
+  state, _, finite = step(state, dp.to_global(batch))
+  assert not bool(finite) and int(state.nonfinite_steps) == 1
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state.params))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_tiny_training_runs_end_to_end_and_the_loss_goes_down(trained):
+  _, workdir, summary = trained
+  losses = [h["train/loss"] for h in summary["history"]]
+  assert summary["steps"] == 12 and len(losses) == 6
+  assert np.mean(losses[-2:]) < np.mean(losses[:2])
+  assert 0.0 <= summary["final_eval"]["mean_f1"] <= 1.0
+  assert set(summary["final_eval"]) >= {"val_f1/AU1", "val_f1/AU26", "mean_f1"}
+  assert (workdir / "summary.json").exists() and (workdir / "config.json").exists()
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
+                if p.name.isdigit()) == [6, 12]
+  assert list(workdir.glob("events.out.tfevents*"))  # TensorBoard, through clu's writer
+
+
+def test_resume_continues_exactly_where_it_stopped(trained, synthetic_tfds, tmp_path):
+  config, full_dir, _ = trained
+  # The same run, stopped after its step-6 checkpoint, then restarted with the same command.
+  stopped = loop_config(synthetic_tfds, num_steps=6, eval_every_steps=6,
+                        checkpoint_every_steps=6)
+  train.train_and_evaluate(stopped, str(tmp_path))
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["steps"] == 12
+  mngr = checkpoints.manager(full_dir, config)
+  a = mngr.restore(12)["state"]["params"]
+  b = checkpoints.manager(tmp_path, config).restore(12)["state"]["params"]
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tune_from_another_run_maps_label_tokens_by_name(trained):
+  # Pretrain -> fine-tune: a 12-AU run initialises a 17-AU model, tokens matched by AU name.
+  config, source_dir, _ = trained
+  union = tiny.get_config()
+  model = models.build_model(union.model, num_labels=17)
+  fresh = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))
+  params, stats, report = checkpoints.load_params_from(
+      source_dir, fresh["params"], fresh["batch_stats"], "union17")
+  source = checkpoints.manager(source_dir, config).restore(12)["state"]
+  src_tokens = np.asarray(source["params"]["label_decoder"]["label_tokens"])
+  tokens = params["label_decoder"]["label_tokens"]
+  from mlt_flax import aus  # pylint: disable=g-import-not-at-top
+  for i, au in enumerate(aus.UNION17):
+    if au in aus.AFFWILD2:  # loaded from the source run
+      np.testing.assert_array_equal(tokens[i], src_tokens[aus.AFFWILD2.index(au)])
+    else:  # new: keeps its fresh initialisation
+      np.testing.assert_array_equal(tokens[i], fresh["params"]["label_decoder"]["label_tokens"][i])
+  assert report["new_label_tokens"] == ["AU5", "AU9", "AU14", "AU17", "AU20"]
+  assert report["dropped_label_tokens"] == [] and len(report["loaded_label_tokens"]) == 12
+  np.testing.assert_array_equal(params["backbone"]["tokens"]["conv"]["kernel"],
+                                source["params"]["backbone"]["tokens"]["conv"]["kernel"])
+
+
+def test_fine_tune_run_starts_from_the_source(trained, synthetic_tfds, tmp_path, capsys):
+  _, source_dir, _ = trained
+  config = loop_config(synthetic_tfds, num_steps=1, eval_every_steps=1,
+                       checkpoint_every_steps=1)
+  config.data.label_space = "union17"
+  config.augment.mixup = False
+  config.init_from = str(source_dir)
+  train.train_and_evaluate(config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "initialised from" in out and "new ['AU5', 'AU9', 'AU14', 'AU17', 'AU20']" in out
+
+
+def test_init_from_a_mismatched_model_names_the_parameter(trained, synthetic_tfds, tmp_path):
+  _, source_dir, _ = trained
+  config = loop_config(synthetic_tfds, num_steps=1)
+  config.model.d_model = 32
+  config.init_from = str(source_dir)
+  with pytest.raises(checkpoints.CheckpointError, match="parameter .* has shape"):
+    train.train_and_evaluate(config, str(tmp_path))
