@@ -191,11 +191,15 @@ def print_report(report: dict) -> None:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "The training run's workdir.")
-flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-flags.DEFINE_string("split", None, "Split to report (default: the config's eval_split).")
-flags.DEFINE_string("tune_split", "", "Split to tune thresholds/window on; '' = cross-video.")
-flags.DEFINE_string("out_dir", None, "Where to write the report (default <workdir>/eval_<split>).")
+
+
+def define_flags():
+  """The CLI's flags (defined only when run as a program, so modules can import each other)."""
+  flags.DEFINE_string("workdir", None, "The training run's workdir.")
+  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  flags.DEFINE_string("split", None, "Split to report (default: the config's eval_split).")
+  flags.DEFINE_string("tune_split", "", "Split to tune thresholds/window on; '' = cross-video.")
+  flags.DEFINE_string("out_dir", None, "Where to write the report (default <workdir>/eval_<split>).")
 
 
 def main(argv):
@@ -208,5 +212,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["workdir"])
   app.run(main)
