@@ -24,7 +24,7 @@ assets: $(VENV)/.installed
 	$(PY) -m mlt_flax.assets fetch
 
 demo: assets
-	$(PY) -m mlt_flax.main --config=configs/abaw3.py --workdir=$(WORKDIR) --mode=photo_demo
+	$(PY) -m mlt_flax.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=demo
 
 test: assets
 	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q $(PYTEST_ARGS) tests

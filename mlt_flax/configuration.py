@@ -5,6 +5,8 @@ this adds the checks of meaning: names from the known sets, positive sizes, an i
 enough for the backbone, and settings that contradict each other.
 """
 
+import math
+
 import ml_collections
 
 from mlt_flax import augment
@@ -12,6 +14,7 @@ from mlt_flax import aus
 from mlt_flax import models
 from mlt_flax.models import inception_v3
 from mlt_flax.models import mlt
+from mlt_flax.models import small_cnn
 
 
 class ConfigError(ValueError):
@@ -21,6 +24,15 @@ class ConfigError(ValueError):
 def _check(ok: bool, field: str, expected: str, value) -> None:
   if not ok:
     raise ConfigError(f"config.{field} = {value!r}: expected {expected}")
+
+
+def _number(x) -> bool:
+  """A finite int or float (a tuple field may hold anything: `--config.data.weights=abc`)."""
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive_ints(xs) -> bool:
+  return all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in xs)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -38,8 +50,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(getattr(m, field) > 0, f"model.{field}", "a positive integer", getattr(m, field))
   _check(m.num_encoder_layers >= 0, "model.num_encoder_layers", "an integer >= 0",
          m.num_encoder_layers)
-  _check(all(w > 0 for w in m.small_cnn_widths), "model.small_cnn_widths",
-         "positive integers", m.small_cnn_widths)
+  _check(len(m.small_cnn_widths) == small_cnn.NUM_STAGES and _positive_ints(m.small_cnn_widths),
+         "model.small_cnn_widths", f"{small_cnn.NUM_STAGES} positive integers",
+         m.small_cnn_widths)
+  for field in ("bn_epsilon", "ln_epsilon"):
+    _check(_number(getattr(m, field)) and getattr(m, field) > 0, f"model.{field}",
+           "a positive number", getattr(m, field))
+  _check(0.0 <= m.bn_momentum < 1.0, "model.bn_momentum", "a value in [0, 1)", m.bn_momentum)
+  for field in ("position_embedding_std", "label_token_std"):
+    _check(_number(getattr(m, field)) and getattr(m, field) >= 0, f"model.{field}",
+           "a standard deviation >= 0", getattr(m, field))
   _check(m.d_model % m.num_heads == 0, "model.d_model",
          f"a multiple of model.num_heads={m.num_heads}", m.d_model)
   _check(0.0 <= m.dropout_rate < 1.0, "model.dropout_rate", "a rate in [0, 1)", m.dropout_rate)
@@ -52,11 +72,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   d = config.data
   _check(d.label_space in aus.LABEL_SPACES, "data.label_space",
          f"one of {sorted(aus.LABEL_SPACES)}", d.label_space)
-  _check(len(d.datasets) > 0 and all(n in aus.LABEL_SPACES for n in d.datasets),
-         "data.datasets", f"dataset names from {sorted(set(aus.LABEL_SPACES) - {'union17'})}",
-         d.datasets)
-  _check(len(d.weights) == len(d.datasets) and all(w > 0 for w in d.weights), "data.weights",
-         f"{len(d.datasets)} positive mixing weights, one per dataset", d.weights)
+  datasets = sorted(set(aus.LABEL_SPACES) - {"union17"})
+  _check(len(d.datasets) > 0 and all(n in datasets for n in d.datasets),
+         "data.datasets", f"dataset names from {datasets}", d.datasets)
+  _check(len(d.weights) == len(d.datasets) and all(_number(w) and w > 0 for w in d.weights),
+         "data.weights", f"{len(d.datasets)} positive mixing weights, one per dataset",
+         d.weights)
+  _check(len(d.train_splits) == len(d.datasets), "data.train_splits",
+         f"{len(d.datasets)} split names, one per dataset", d.train_splits)
+  _check(d.eval_dataset in aus.LABEL_SPACES and d.eval_dataset != "union17",
+         "data.eval_dataset", "a dataset name", d.eval_dataset)
   for field in ("frame_stride", "frame_size"):
     _check(getattr(d, field) > 0, f"data.{field}", "a positive integer", getattr(d, field))
   partial = any(a not in aus.label_space(n) for n in d.datasets
@@ -71,10 +96,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "label_smoothing"):
     _check(0.0 <= getattr(a, field) < 1.0, f"augment.{field}", "a value in [0, 1)",
            getattr(a, field))
-  _check(a.mixup_alpha > 0, "augment.mixup_alpha", "a positive Beta parameter", a.mixup_alpha)
+  _check(_number(a.mixup_alpha) and a.mixup_alpha > 0, "augment.mixup_alpha",
+         "a positive Beta parameter", a.mixup_alpha)
   lo = config.loss
   _check(lo.bce or lo.dice, "loss.bce", "True, or loss.dice True: the loss needs a term", lo.bce)
-  _check(lo.dice_weight >= 0, "loss.dice_weight", "a weight >= 0", lo.dice_weight)
+  _check(_number(lo.dice_weight) and lo.dice_weight >= 0, "loss.dice_weight", "a weight >= 0",
+         lo.dice_weight)
+  o = config.optim
+  for field in ("backbone_lr", "weight_decay", "grad_clip_norm"):
+    _check(_number(getattr(o, field)) and getattr(o, field) >= 0, f"optim.{field}",
+           "a number >= 0", getattr(o, field))
+  # The transformer schedule divides by both: lr(s) = (B n / tokens) d^-0.5 min(.., s w^-1.5).
+  for field in ("transformer_batch_tokens", "warmup_epochs", "eps"):
+    _check(_number(getattr(o, field)) and getattr(o, field) > 0, f"optim.{field}",
+           "a positive number", getattr(o, field))
+  _check(0.0 < o.backbone_decay <= 1.0, "optim.backbone_decay", "a decay in (0, 1]",
+         o.backbone_decay)
+  for field in ("b1", "b2"):
+    _check(0.0 <= getattr(o, field) < 1.0, f"optim.{field}", "a value in [0, 1)",
+           getattr(o, field))
   groups = ("backbone", "patch_encoder", "label_decoder")
   _check(all(g in groups for g in config.optim.frozen), "optim.frozen",
          f"a subset of {groups}", config.optim.frozen)
@@ -83,7 +123,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(getattr(t, field) > 0, f"train.{field}", "a positive integer", getattr(t, field))
   _check(t.num_epochs > 0 or t.num_steps > 0, "train.num_epochs",
          "a positive number (or train.num_steps > 0)", t.num_epochs)
+  for field in ("num_steps", "profile_steps"):
+    _check(getattr(t, field) >= 0, f"train.{field}", "an integer >= 0", getattr(t, field))
   _check(t.on_nonfinite in ("stop", "skip"), "train.on_nonfinite", "'stop' or 'skip'",
          t.on_nonfinite)
+  e = config.eval
+  _check(e.batch_size > 0, "eval.batch_size", "a positive integer", e.batch_size)
+  _check(0.0 < e.threshold < 1.0, "eval.threshold", "a probability in (0, 1)", e.threshold)
+  _check(0.0 < e.threshold_grid_step < 1.0, "eval.threshold_grid_step", "a step in (0, 1)",
+         e.threshold_grid_step)
+  _check(e.smoothing_window > 0, "eval.smoothing_window", "a positive integer",
+         e.smoothing_window)
+  _check(len(e.smoothing_windows) > 0 and _positive_ints(e.smoothing_windows),
+         "eval.smoothing_windows", "positive integers", e.smoothing_windows)
   _check(config.checkpoint.keep > 0, "checkpoint.keep", "a positive integer",
          config.checkpoint.keep)

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from configs import abaw3
 from mlt_flax import aus
 from mlt_flax import checkpoints
 from mlt_flax import input_pipeline
@@ -33,10 +34,26 @@ CROSS_VIDEO = "cross-video"
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
+  """The config a run was trained with (<workdir>/config.json).
+
+  Fields added to the project since the run take their defaults from configs/abaw3.py.
+  """
   path = pathlib.Path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  config = abaw3.get_config()
+  _merge(config, json.loads(path.read_text()))
+  return config
+
+
+def _merge(config: ml_collections.ConfigDict, stored: dict) -> None:
+  for key, value in stored.items():
+    if isinstance(value, dict) and key in config and isinstance(config[key],
+                                                                 ml_collections.ConfigDict):
+      _merge(config[key], value)
+    else:
+      with config.ignore_type():
+        config[key] = tuple(value) if isinstance(value, list) else value
 
 
 def restore_variables(workdir, config, which: str = "best", dp=None):
@@ -95,6 +112,19 @@ def predict_split(config, variables, *, dataset=None, split=None, dp=None) -> di
   arrays = {k: np.concatenate(v) for k, v in out.items()}
   order = np.lexsort((arrays["frame"], arrays["video"].astype(str)))
   return {k: v[order] for k, v in arrays.items()}
+
+
+def in_rows(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """config.eval with its smoothing windows converted from frames to rows of the split.
+
+  Windows are in video frames (the paper's w_s = 20); with every k-th frame kept, a window of
+  w frames spans w / k rows.
+  """
+  cfg = ml_collections.ConfigDict(config.eval.to_dict())
+  rows = lambda w: max(1, round(w / config.data.frame_stride))
+  cfg.smoothing_window = rows(cfg.smoothing_window)
+  cfg.smoothing_windows = tuple(sorted({rows(w) for w in cfg.smoothing_windows}))
+  return cfg
 
 
 def cross_video_report(pred: dict, *, au_names, split: str, cfg) -> dict:
@@ -156,16 +186,18 @@ def evaluate(workdir, *, checkpoint: str = "best", split: str | None = None,
   dp = train.DataParallel()
   variables, step = restore_variables(workdir, config, checkpoint, dp)
   pred = predict_split(config, variables, split=split, dp=dp)
+  cfg = in_rows(config)
   if tune_split:
     tune = predict_split(config, variables, split=tune_split, dp=dp)
     report = metrics.evaluation_report(
         pred["probs"], pred["labels"], pred["video"], au_names=au_names,
-        window=config.eval.smoothing_window, split=split,
+        window=cfg.smoothing_window, split=split,
         tune=(tune["probs"], tune["labels"], tune["video"]), tuned_on=tune_split,
-        windows=config.eval.smoothing_windows, grid_step=config.eval.threshold_grid_step,
-        threshold=config.eval.threshold)
+        windows=cfg.smoothing_windows, grid_step=cfg.threshold_grid_step,
+        threshold=cfg.threshold)
   else:
-    report = cross_video_report(pred, au_names=au_names, split=split, cfg=config.eval)
+    report = cross_video_report(pred, au_names=au_names, split=split, cfg=cfg)
+  report["frame_stride"] = config.data.frame_stride  # windows above are in rows = frames / this
   report["checkpoint_step"] = int(step)
   out_dir = pathlib.Path(out_dir or pathlib.Path(workdir) / f"eval_{split}")
   if jax.process_index() == 0:

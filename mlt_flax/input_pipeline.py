@@ -141,6 +141,11 @@ def _decode(example, index, frame_size: int):
   return {"image": image, "labels": _map_labels(example["labels"], index)}
 
 
+def _rows(batch: dict, start: int, size: int) -> dict:
+  """Rows [start, start + size) of every field of a batch."""
+  return {k: v[start:start + size] for k, v in batch.items()}
+
+
 def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
                    start_step: int = 0, process_index: int = 0, process_count: int = 1,
                    ) -> Iterator[dict[str, np.ndarray]]:
@@ -155,9 +160,9 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
     raise ValueError(f"config.data.weights has {len(d.weights)} entries for "
                      f"{len(d.datasets)} datasets in config.data.datasets")
   parts = []
-  for i, name in enumerate(d.datasets):
+  for i, (name, split) in enumerate(zip(d.datasets, d.train_splits)):
     index = label_index(name, d.label_space)
-    ds = _raw_split(name, d.data_dir, d.train_split, 0, 1, d.frame_stride, True,
+    ds = _raw_split(name, d.data_dir, split, 0, 1, d.frame_stride, True,
                     decode_images=False)
     ds = ds.map(lambda ex, index=index: {"image": ex["image"], "labels": ex["labels"],
                                          "index": index})
@@ -169,9 +174,12 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
     ds = tf.data.Dataset.sample_from_datasets(parts, weights=list(d.weights),
                                               seed=config.seed, stop_on_empty_dataset=False)
   # The global stream is the same whatever the number of processes: global batch s is its
-  # examples [s G, (s + 1) G), and process p decodes every P-th of them.
-  ds = ds.skip(start_step * local_batch_size * process_count)  # still encoded: cheap
-  ds = ds.shard(process_count, process_index)
+  # examples [s G, (s + 1) G), and process p decodes the block [p b, (p + 1) b) of it, so
+  # device d holds the same frames in a run of 1 x 4 devices as in one of 2 x 2.
+  global_batch = local_batch_size * process_count
+  ds = ds.skip(start_step * global_batch)  # still encoded: cheap
+  ds = ds.batch(global_batch, drop_remainder=True).map(
+      lambda b: _rows(b, process_index * local_batch_size, local_batch_size)).unbatch()
   ds = ds.map(lambda ex: _decode(ex, ex["index"], d.frame_size),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -206,7 +214,7 @@ def eval_batches(config: ml_collections.ConfigDict, *, local_batch_size: int,
   with all-invalid batches), since each batch is one collective step on all devices.
   """
   d = config.data
-  name, split = dataset or d.datasets[0], split or d.eval_split
+  name, split = dataset or d.eval_dataset, split or d.eval_split
   index = label_index(name, d.label_space)
   num_batches = max(
       -(-_slice_count(name, d.data_dir, split, d.frame_stride, p, process_count) //

@@ -16,12 +16,14 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from mlt_flax import checkpoints
 from mlt_flax import configuration
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for outputs (checkpoints, logs, reports).")
-flags.DEFINE_enum("mode", "train", ["train", "photo_demo"],
-                  "train: train_and_evaluate; photo_demo: the model on real face photos.")
+flags.DEFINE_enum("mode", "train", ["train", "demo", "photo_demo"],
+                  "train: train_and_evaluate; demo: synthetic data -> train -> evaluate -> "
+                  "predict; photo_demo: the untrained model on real face photos.")
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for several hosts.")
 flags.DEFINE_integer("num_processes", 1, "Number of processes (hosts) in the run.")
 flags.DEFINE_integer("process_id", 0, "This process's index in [0, num_processes).")
@@ -55,13 +57,17 @@ def main(argv):
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
-    if FLAGS.mode == "photo_demo":
+    if FLAGS.mode == "demo":
+      from mlt_flax import demo  # pylint: disable=g-import-not-at-top
+      demo.run(config, FLAGS.workdir)
+    elif FLAGS.mode == "photo_demo":
       from mlt_flax import photo_demo  # pylint: disable=g-import-not-at-top
       photo_demo.run(config, FLAGS.workdir)
     else:
       from mlt_flax import train  # pylint: disable=g-import-not-at-top
       train.train_and_evaluate(config, FLAGS.workdir)
-  except (configuration.ConfigError, FileNotFoundError, FloatingPointError) as e:
+  except (configuration.ConfigError, FileNotFoundError, FloatingPointError,
+          checkpoints.CheckpointError) as e:
     sys.exit(f"error: {e}")
 
 

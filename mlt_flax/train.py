@@ -249,9 +249,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   label_names = aus.names(aus.label_space(config.data.label_space))
   num_labels = len(label_names)
 
-  stats = [input_pipeline.split_stats(n, config.data.data_dir, config.data.train_split,
+  stats = [input_pipeline.split_stats(n, config.data.data_dir, split,
                                       config.data.frame_stride, config.data.label_space)
-           for n in config.data.datasets]
+           for n, split in zip(config.data.datasets, config.data.train_splits)]
   train_frames = sum(s.num_frames for s in stats)
   weights = input_pipeline.pooled_frequency_weights(stats)
   steps_per_epoch = max(train_frames // config.train.batch_size, 1)
@@ -312,7 +312,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       config, local_batch_size=local_batch, start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count())
   preemption = _Preemption()
-  train_metrics, history, last_eval = None, [], {}
+  train_metrics, history, last_eval, untrained_eval = None, [], {}, None
+  untrained_path = workdir / "untrained_eval.json"
+  if start_step == 0 and config.train.eval_at_start:
+    untrained_eval = evaluate(state)  # the untrained model, for comparison
+    writer.write_scalars(0, untrained_eval)
+    _write_json(untrained_path, untrained_eval)
+  elif untrained_path.exists():
+    untrained_eval = json.loads(untrained_path.read_text())
   t = config.train
   step = start_step
   try:
@@ -323,7 +330,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if not bool(finite):
           msg = f"non-finite loss or gradient at step {step}"
           if t.on_nonfinite == "stop":
-            mngr.wait_until_finished()
+            checkpoints.wait(mngr)
             raise FloatingPointError(
                 f"{msg}; stopping (config.train.on_nonfinite='stop'). The last good "
                 f"checkpoint is step {mngr.latest_step()} in {mngr.directory}.")
@@ -348,17 +355,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            metrics={checkpoints.BEST_METRIC: last_eval[
                                checkpoints.BEST_METRIC]} if do_eval else None)
         if preemption.requested:
-          mngr.wait_until_finished()
+          checkpoints.wait(mngr)
           print(f"SIGTERM: saved checkpoint step {step}; exiting")
           sys.exit(0)
   finally:
-    mngr.wait_until_finished()
+    checkpoints.wait(mngr)
     preemption.restore()
+  if not last_eval:  # resumed at the very end: nothing left to train, still report
+    last_eval = evaluate(state)
   digest = param_digest(state.params)
   print(f"process {jax.process_index()}: final parameter digest {digest}")
   summary = {"steps": step, "train_frames": train_frames, "steps_per_epoch": steps_per_epoch,
-             "final_eval": last_eval, "nonfinite_steps": int(state.nonfinite_steps),
-             "best_step": mngr.best_step(), "param_digest": digest, "history": history}
+             "final_eval": last_eval, "untrained_eval": untrained_eval,
+             "nonfinite_steps": int(state.nonfinite_steps), "best_step": mngr.best_step(),
+             "param_digest": digest, "history": history}
   _write_json(workdir / "summary.json", summary)
   print(f"done: {step} steps; validation mean F1 {last_eval.get(checkpoints.BEST_METRIC)}; "
         f"best checkpoint step {mngr.best_step()}; summary in {workdir / 'summary.json'}")

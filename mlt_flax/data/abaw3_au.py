@@ -11,6 +11,7 @@ or ``tfds build abaw3_au --imports=mlt_flax.data.abaw3_au --manual_dir=DIR --dat
 
 import os
 import pathlib
+import unicodedata
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -54,6 +55,29 @@ def find_labels_folder(manual_dir: os.PathLike | str) -> pathlib.Path:
   return found[0]
 
 
+def _nfc(name: str) -> str:
+  return unicodedata.normalize("NFC", name)
+
+
+def video_folder(images_dir: pathlib.Path, video: str,
+                 by_nfc: dict[str, pathlib.Path]) -> pathlib.Path:
+  """The frame folder of ``video``: ``images_dir/<video>``, or the folder whose name is the
+  same text in another Unicode form (archives made on macOS decompose ``é`` into ``e`` and
+  a combining accent, most other tools keep it composed).
+
+  Args:
+    images_dir: the ``cropped_aligned`` folder.
+    video: the label file's stem.
+    by_nfc: {NFC name: folder} of ``images_dir``, filled on first need (one listing).
+  """
+  folder = images_dir / video
+  if folder.is_dir() or video.isascii():  # ASCII names have one Unicode form
+    return folder
+  if not by_nfc:
+    by_nfc.update((_nfc(p.name), p) for p in images_dir.iterdir() if p.is_dir())
+  return by_nfc.get(_nfc(video), folder)
+
+
 def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
                problems: label_files.Problems) -> list[label_files.Video]:
   """Parses every ``<video>.txt`` of a challenge split folder and indexes its frames.
@@ -63,13 +87,14 @@ def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
   if not split_dir.is_dir():
     raise label_files.DatasetFormatError(f"{split_dir}: split folder not found")
   videos = []
+  by_nfc = {}
   for path in label_files.label_paths(split_dir, "*" + LABEL_SUFFIX):
     labels = label_files.parse_affwild2(label_files.read_lines(path), path, problems)
     videos.append(label_files.Video(
         name=path.stem,
         subject=label_files.affwild2_subject(path.stem),
         labels=labels,
-        images=label_files.list_frames(images_dir / path.stem),
+        images=label_files.list_frames(video_folder(images_dir, path.stem, by_nfc)),
     ))
   if not videos:
     raise label_files.DatasetFormatError(

@@ -41,8 +41,10 @@ DISFA_MIN_INTENSITY = 0
 DISFA_MAX_INTENSITY = 5
 DISFA_PRESENT_INTENSITY = 2
 DISFA_FIELDS = ("frame", "intensity")
-# The first frame number of label files (all three datasets count frames from 1).
+# The first frame number of label files (all three datasets count frames from 1), and the
+# largest one we take: frame numbers are stored as int32.
 FIRST_FRAME = 1
+MAX_FRAME = np.iinfo(np.int32).max
 
 # Frame files we read, by lower-cased suffix, and the PIL formats we accept inside them.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -121,13 +123,17 @@ def read_lines(path: os.PathLike | str) -> list[str]:
   """The lines of a text label file, without line ends and without trailing blank lines.
 
   Trailing blank lines are a harmless editor artefact; a blank line elsewhere is kept so that
-  the parser reports it (in Aff-Wild2 it would shift every later frame).
+  the parser reports it (in Aff-Wild2 it would shift every later frame). Lines end at
+  ``\n``, ``\r\n`` or ``\r`` only (not at the other characters ``str.splitlines`` breaks
+  on, e.g. a stray form feed), so that line numbers in messages are the editor's.
   """
   try:
     text = pathlib.Path(path).read_bytes().decode("utf-8-sig")
   except UnicodeDecodeError as e:
     raise DatasetFormatError(f"{path}: not a UTF-8/ASCII text file ({e.reason})") from None
-  lines = text.splitlines()
+  except OSError as e:
+    raise DatasetFormatError(f"{path}: cannot read the label file ({e.strerror})") from None
+  lines = re.split(r"\r\n|\r|\n", text)
   while lines and not lines[-1].strip():
     lines.pop()
   return lines
@@ -174,7 +180,8 @@ def parse_affwild2(lines: Sequence[str], path: os.PathLike | str,
   """Parses one ``AU_Detection_Challenge/{Train,Validation}_Set/<video>.txt``.
 
   Format: header ``AU1,AU2,...,AU26`` (aus.AFFWILD2), then data line i (file line i + 1) is
-  frame i with 12 values in {-1, 0, 1}. All -1 rows are kept as they are.
+  frame i with 12 values in {-1, 0, 1}. All -1 rows are kept as they are. Spaces around
+  fields (header or values), a UTF-8 BOM and CRLF line ends are accepted.
 
   Args:
     lines: the file's lines (``read_lines``).
@@ -185,15 +192,19 @@ def parse_affwild2(lines: Sequence[str], path: os.PathLike | str,
     The video's LabelTable over aus.AFFWILD2.
 
   Raises:
-    DatasetFormatError: empty file or wrong header (always), or a bad data line (unless
-      ``problems.skip_bad``).
+    DatasetFormatError: empty file, wrong header or no data line (always), or a bad data line
+      (unless ``problems.skip_bad``).
   """
   expected = affwild2_header()
   if not lines:
     raise DatasetFormatError(f"{path}: empty label file; expected the header {expected!r}")
-  if lines[0].strip() != expected:
+  # Spaces around a header field are accepted, as around a value; names and order are exact.
+  if _fields(lines[0]) != list(aus.names(aus.AFFWILD2)):
     raise DatasetFormatError(
         f"{path}:1: header is {lines[0].strip()!r}; expected {expected!r}")
+  if len(lines) == 1:
+    raise DatasetFormatError(f"{path}: no data lines after the header; expected one line per "
+                             "frame")
   num_aus = len(aus.AFFWILD2)
   columns = [f"{name} (field {i})" for i, name in enumerate(aus.names(aus.AFFWILD2), start=1)]
   rows = {}
@@ -227,7 +238,9 @@ def parse_bp4d_occ(lines: Sequence[str], path: os.PathLike | str, problems: Prob
 
   Format: a header row of integers, column ``0`` holding frame numbers and every other column
   an AU number (more AUs than the standard 12); data rows hold the frame number then 0 / 1 /
-  9 (unknown, -> -1). Only the columns of ``au_numbers`` are read and validated.
+  9 (unknown, -> -1), frame numbers increasing down the file. Every field must be an integer
+  (an empty or cut field means a damaged file); only the values of the columns of
+  ``au_numbers`` are range-checked and read.
 
   Args:
     lines: the file's lines (``read_lines``).
@@ -241,7 +254,8 @@ def parse_bp4d_occ(lines: Sequence[str], path: os.PathLike | str, problems: Prob
 
   Raises:
     DatasetFormatError: empty file, a header that is not integers, lacks column 0 or one of
-      ``au_numbers`` (always); a bad data row or repeated frame (unless skip_bad).
+      ``au_numbers``, or no data row (always); a bad data row, a repeated frame or one not
+      after the previous row's (unless skip_bad).
   """
   if not lines:
     raise DatasetFormatError(f"{path}: empty label file; expected a header row of integers")
@@ -259,10 +273,15 @@ def parse_bp4d_occ(lines: Sequence[str], path: os.PathLike | str, problems: Prob
     raise DatasetFormatError(
         f"{path}:1: header lacks column(s) {missing}; expected column {BP4D_FRAME_COLUMN} "
         f"(frame number) and the AUs {list(au_numbers)}")
+  if len(lines) == 1:
+    raise DatasetFormatError(f"{path}: no data rows after the header; expected one row per "
+                             "frame")
   frame_col = numbers.index(BP4D_FRAME_COLUMN)
   au_cols = [numbers.index(n) for n in au_numbers]
   columns = [f"AU{n} (field {c + 1})" for n, c in zip(au_numbers, au_cols)]
+  other_cols = [c for c in range(len(header)) if c != frame_col and c not in au_cols]
   rows = {}
+  previous = None  # the frame of the last row read
   for line_no, line in enumerate(lines[1:], start=2):
     fields = _fields(line)
     if len(fields) != len(header):
@@ -274,16 +293,29 @@ def parse_bp4d_occ(lines: Sequence[str], path: os.PathLike | str, problems: Prob
       problems.bad_line(path, line_no, f"frame number {fields[frame_col]!r} is not a "
                         "non-negative integer")
       continue
+    if frame > MAX_FRAME:
+      problems.bad_line(path, line_no, f"frame number {frame} is out of range; expected at "
+                        f"most {MAX_FRAME}")
+      continue
     if frame in rows:
       problems.bad_line(path, line_no, f"frame {frame} appears twice; expected one row per "
                         "frame")
       continue
+    if previous is not None and frame < previous:
+      problems.bad_line(path, line_no, f"frame {frame} after frame {previous}; expected "
+                        "increasing frame numbers (a cut or reordered file?)")
+      continue
     values, reason = _parse_values([fields[c] for c in au_cols],
                                    (*BP4D_VALUES, BP4D_UNKNOWN), columns)
+    bad = [c for c in other_cols if _int(fields[c]) is None]
+    if not reason and bad:
+      reason = (f"AU{numbers[bad[0]]} (field {bad[0] + 1}) is {fields[bad[0]]!r}, not an "
+                "integer; expected an integer in every column")
     if reason:
       problems.bad_line(path, line_no, reason)
       continue
     rows[frame] = [NOT_ANNOTATED if v == BP4D_UNKNOWN else v for v in values]
+    previous = frame
   return _table(rows, len(au_numbers))
 
 
@@ -325,6 +357,10 @@ def parse_disfa_intensities(lines: Sequence[str], path: os.PathLike | str,
     if frame is None or frame < FIRST_FRAME:
       problems.bad_line(path, line_no, f"frame {fields[0]!r} is not an integer >= "
                         f"{FIRST_FRAME}; expected 'frame,intensity'")
+      continue
+    if frame > MAX_FRAME:
+      problems.bad_line(path, line_no, f"frame {frame} is out of range; expected at most "
+                        f"{MAX_FRAME}")
       continue
     if intensity is None:
       problems.bad_line(path, line_no, f"intensity {fields[1]!r} is not an integer; "
@@ -380,7 +416,8 @@ def index_frames(names: Iterable[str], folder: os.PathLike | str) -> dict[int, p
 
   The number is read from each file name (``0001.jpg``, ``001.jpg``, ``1.png``, ``01234.jpg``
   all parse), so the padding a copy of a dataset uses is detected per file, never assumed.
-  Files that are not ``<digits>.{jpg,jpeg,png}`` are ignored (thumbnails, .DS_Store, ...).
+  Files that are not ``<ASCII digits>.{jpg,jpeg,png}`` are ignored (thumbnails, .DS_Store,
+  ...).
 
   Args:
     names: the file names in the folder.
@@ -396,7 +433,7 @@ def index_frames(names: Iterable[str], folder: os.PathLike | str) -> dict[int, p
   index = {}
   for name in sorted(names):
     stem, suffix = os.path.splitext(name)
-    if suffix.lower() not in IMAGE_SUFFIXES or not stem.isdigit():
+    if suffix.lower() not in IMAGE_SUFFIXES or not re.fullmatch(r"[0-9]+", stem):
       continue
     number = int(stem)
     if number in index:
@@ -435,8 +472,12 @@ def read_image(path: os.PathLike | str, problems: Problems) -> bytes | None:
   Raises:
     DatasetFormatError: an empty, non-image or truncated file (unless skip_bad).
   """
-  data = pathlib.Path(path).read_bytes()
   expected = f"expected a complete {' or '.join(IMAGE_FORMATS)} image"
+  try:
+    data = pathlib.Path(path).read_bytes()
+  except OSError as e:
+    problems.bad_image(path, f"cannot read the file ({e.strerror}); {expected}")
+    return None
   if not data:
     problems.bad_image(path, f"empty file (0 bytes); {expected}")
     return None

@@ -1,0 +1,179 @@
+"""Faults inflicted on training: kill -9, SIGTERM, a corrupt checkpoint, a failing disk, NaN.
+
+A killed run loses at most the steps since its last checkpoint and, restarted with the same
+command, ends with the same parameters as a run that was never interrupted.
+"""
+
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import loop_config
+from mlt_flax import checkpoints
+from mlt_flax import input_pipeline
+from mlt_flax import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DIGEST = re.compile(r"final parameter digest (\w+)")
+
+
+def command(workdir, data_dir, num_steps=12, every=3):
+  return [sys.executable, "-m", "mlt_flax.main", "--config=configs/tiny.py",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.train.batch_size=16", f"--config.train.num_steps={num_steps}",
+          f"--config.train.eval_every_steps={every}",
+          f"--config.train.checkpoint_every_steps={every}", "--config.train.log_every_steps=3"]
+
+
+def env():
+  return dict(os.environ, PYTHONUNBUFFERED="1",
+              XLA_FLAGS="--xla_force_host_platform_device_count=8")
+
+
+def run_to_end(workdir, data_dir, **kw):
+  r = subprocess.run(command(workdir, data_dir, **kw), cwd=ROOT, env=env(),
+                     capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return r.stdout
+
+
+@pytest.fixture(scope="module")
+def reference(synthetic_tfds, tmp_path_factory):
+  """The digest of the parameters of an uninterrupted run."""
+  out = run_to_end(tmp_path_factory.mktemp("reference"), synthetic_tfds)
+  return DIGEST.search(out).group(1)
+
+
+def complete_steps(workdir):
+  ckpt = pathlib.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in ckpt.glob("[0-9]*") if p.name.isdigit()) if (
+      ckpt.exists()) else []
+
+
+def test_kill_9_at_random_points_then_resume_ends_identical(synthetic_tfds, reference,
+                                                            tmp_path):
+  rng = np.random.default_rng(0)
+  kills = []
+  for attempt in range(3):
+    proc = subprocess.Popen(command(tmp_path, synthetic_tfds), cwd=ROOT, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Wait until it trains, then kill at a random moment: mid-step, mid-save or mid-eval.
+    for line in proc.stdout:
+      if line.startswith("training"):
+        break
+    time.sleep(rng.uniform(0.5, 6.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kills.append(complete_steps(tmp_path))
+    # Never a partial checkpoint under a step name: a complete one restores, or none exists.
+    assert not list((tmp_path / "checkpoints").glob("*.unreadable")) if (
+        tmp_path / "checkpoints").exists() else True
+  out = run_to_end(tmp_path, synthetic_tfds)
+  print("checkpoints after each kill:", kills)
+  if kills[-1]:
+    assert f"resuming from checkpoint step {kills[-1][-1]}" in out
+  assert DIGEST.search(out).group(1) == reference
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_0(synthetic_tfds, tmp_path):
+  proc = subprocess.Popen(command(tmp_path, synthetic_tfds, num_steps=100000, every=100000),
+                          cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+  for line in proc.stdout:
+    if line.startswith("training"):
+      break
+  time.sleep(3)
+  sent = time.monotonic()
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  waited = time.monotonic() - sent
+  assert proc.returncode == 0
+  saved = re.search(r"SIGTERM: saved checkpoint step (\d+)", out)
+  assert saved and complete_steps(tmp_path) == [int(saved.group(1))]
+  print(f"SIGTERM to exit: {waited:.1f}s")
+
+
+@pytest.fixture
+def two_checkpoints(synthetic_tfds, tmp_path):
+  config = loop_config(synthetic_tfds, num_steps=6, eval_every_steps=3,
+                       checkpoint_every_steps=3)
+  train.train_and_evaluate(config, str(tmp_path))
+  assert complete_steps(tmp_path) == [3, 6]
+  return config, tmp_path
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(two_checkpoints,
+                                                                      capsys):
+  config, workdir = two_checkpoints
+  biggest = max((p for p in (workdir / "checkpoints" / "6").rglob("*") if p.is_file()),
+                key=lambda p: p.stat().st_size)
+  biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+  summary = train.train_and_evaluate(config, str(workdir))
+  out = capsys.readouterr().out
+  assert "checkpoint step 6" in out and "unreadable" in out and "falling back" in out
+  assert "resuming from checkpoint step 3" in out
+  assert summary["steps"] == 6 and complete_steps(workdir) == [3, 6]
+  assert (workdir / "checkpoints" / "6.unreadable").is_dir()  # set aside, not deleted
+
+
+def test_a_failing_disk_at_save_time_is_a_clear_error_and_keeps_the_old_ones(
+    two_checkpoints, monkeypatch):
+  config, workdir = two_checkpoints
+  before = {p: p.stat().st_size for p in (workdir / "checkpoints").rglob("*") if p.is_file()}
+  real_save = checkpoints.ocp.CheckpointManager.save
+
+  def full_disk(self, step, *args, **kwargs):
+    if step > 6:
+      raise OSError(28, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", full_disk)
+  config.train.num_steps = 9
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"could not write checkpoint step 9 .*No space left.*\[3, 6\] are intact"):
+    train.train_and_evaluate(config, str(workdir))
+  after = {p: p.stat().st_size for p in (workdir / "checkpoints").rglob("*") if p.is_file()
+           if p in before}
+  assert after == before
+
+
+def poison_at(step_to_poison, monkeypatch):
+  """Makes the training stream carry an infinite label at one step."""
+  real = input_pipeline.train_iterator
+
+  def poisoned(config, *, start_step=0, **kw):
+    for i, batch in enumerate(real(config, start_step=start_step, **kw), start=start_step):
+      if i == step_to_poison:
+        batch["labels"][0, 0] = np.inf
+      yield batch
+
+  monkeypatch.setattr(input_pipeline, "train_iterator", poisoned)
+
+
+def test_nan_stop_policy_stops_and_leaves_the_last_good_checkpoint(synthetic_tfds, tmp_path,
+                                                                   monkeypatch):
+  poison_at(4, monkeypatch)  # the 5th step
+  config = loop_config(synthetic_tfds, num_steps=9, eval_every_steps=3,
+                       checkpoint_every_steps=3)
+  with pytest.raises(FloatingPointError, match=r"step 5; stopping .* last good checkpoint is "
+                                               r"step 3"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert complete_steps(tmp_path) == [3]
+  restored = checkpoints.manager(tmp_path, config).restore(3)["state"]
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored["params"]))
+
+
+def test_nan_skip_policy_skips_the_step_and_counts_it(synthetic_tfds, tmp_path, monkeypatch):
+  poison_at(4, monkeypatch)
+  config = loop_config(synthetic_tfds, num_steps=6, eval_every_steps=3,
+                       checkpoint_every_steps=3, on_nonfinite="skip")
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["nonfinite_steps"] == 1 and summary["steps"] == 6
