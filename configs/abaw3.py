@@ -116,6 +116,6 @@ def get_config() -> ml_collections.ConfigDict:
   de.frames_per_video = 0  # mean frames per synthetic video; 0 = the generator's default
   de.video = "WolfgangLanger_Pexels.mp4"  # the real face video predict runs on (an asset)
   de.video_heatmap_frames = (100, 300)  # its frames drawn with attention heatmaps
-  de.synthetic_video = "synth_valid_000"  # a synthetic validation video predict runs on
+  de.synthetic_video = ""  # a synthetic validation video predict runs on; '' = the first
   de.synthetic_heatmap_frames = (30, 120)  # its frames drawn with attention heatmaps
   return config

@@ -67,7 +67,10 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
                   timeline=True, heatmap_frames=set(d.video_heatmap_frames))
   _stage("predict on one synthetic validation video (heatmaps show where each AU looks)")
   synth_out = workdir / "predict_synthetic_video"
-  video_dir = pathlib.Path(d.synthetic_dir) / "cropped_aligned" / d.synthetic_video
+  video = d.synthetic_video or sorted(
+      p.stem for p in pathlib.Path(d.synthetic_dir).glob(
+          "AU_Detection_Challenge/Validation_Set/*.txt"))[0]
+  video_dir = pathlib.Path(d.synthetic_dir) / "cropped_aligned" / video
   predict.predict(workdir, str(video_dir), synth_out, smooth=True, timeline=True,
                   heatmap_frames=set(d.synthetic_heatmap_frames))
 
