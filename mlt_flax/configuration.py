@@ -65,9 +65,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(0.0 <= m.dropout_rate < 1.0, "model.dropout_rate", "a rate in [0, 1)", m.dropout_rate)
   _, _, min_size = models.BACKBONES[m.backbone]
   _check(m.image_size >= min_size, "model.image_size",
-         f"at least {min_size} pixels for backbone {m.backbone!r}", m.image_size)
+         f"at least {min_size} pixels for model.backbone={m.backbone!r}", m.image_size)
   _check(not m.pretrained or m.backbone == "inception_v3", "model.pretrained",
-         "'' for a backbone other than inception_v3 (the weights are InceptionV3's)",
+         f"'' for model.backbone={m.backbone!r} (the weights are InceptionV3's)",
          m.pretrained)
   d = config.data
   _check(d.label_space in aus.LABEL_SPACES, "data.label_space",
@@ -76,19 +76,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(len(d.datasets) > 0 and all(n in datasets for n in d.datasets),
          "data.datasets", f"dataset names from {datasets}", d.datasets)
   _check(len(d.weights) == len(d.datasets) and all(_number(w) and w > 0 for w in d.weights),
-         "data.weights", f"{len(d.datasets)} positive mixing weights, one per dataset",
+         "data.weights",
+         f"{len(d.datasets)} positive mixing weights, one per entry of data.datasets",
          d.weights)
-  _check(len(d.train_splits) == len(d.datasets), "data.train_splits",
-         f"{len(d.datasets)} split names, one per dataset", d.train_splits)
-  _check(d.eval_dataset in aus.LABEL_SPACES and d.eval_dataset != "union17",
-         "data.eval_dataset", "a dataset name", d.eval_dataset)
+  _check(len(d.train_splits) == len(d.datasets)
+         and all(isinstance(s, str) and s for s in d.train_splits), "data.train_splits",
+         f"{len(d.datasets)} split names, one per entry of data.datasets", d.train_splits)
+  _check(d.eval_dataset in datasets, "data.eval_dataset", f"one of {datasets}",
+         d.eval_dataset)
   for field in ("frame_stride", "frame_size"):
     _check(getattr(d, field) > 0, f"data.{field}", "a positive integer", getattr(d, field))
   partial = any(a not in aus.label_space(n) for n in d.datasets
                 for a in aus.label_space(d.label_space))
   _check(not (config.augment.mixup and partial), "augment.mixup",
-         f"False: label space {d.label_space!r} has AUs that {list(d.datasets)} do not code "
-         "(partial labels), and mixup is never used with partial labels", config.augment.mixup)
+         f"False: data.label_space={d.label_space!r} has AUs that data.datasets="
+         f"{list(d.datasets)} do not code (partial labels), and mixup is never used with "
+         "partial labels", config.augment.mixup)
   a = config.augment
   _check(a.fill_mode in augment.FILL_MODES, "augment.fill_mode", f"one of {augment.FILL_MODES}",
          a.fill_mode)

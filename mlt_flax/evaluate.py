@@ -96,7 +96,7 @@ def predict_split(config, variables, *, dataset=None, split=None, dp=None) -> di
   model = models.build_model(config.model, len(aus.label_space(config.data.label_space)))
   predict = dp.map(lambda v, b: train.predict_step(v, b, model=model, config=config),
                    out_specs=jax.P(train.AXIS), donate_state=False)
-  local_batch = dp.local_batch_size(config.eval.batch_size)
+  local_batch = dp.local_batch_size(config.eval.batch_size, "eval.batch_size")
   out = {"probs": [], "labels": [], "video": [], "frame": []}
   for batch in input_pipeline.eval_batches(
       config, local_batch_size=local_batch, dataset=dataset, split=split,

@@ -45,6 +45,17 @@ def _maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
+def parse_flags(argv):
+  """absl's parsing, with an unknown --config.<field> reported as one line, not a trace."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
+  except (AttributeError, KeyError) as e:  # ml_collections: a field the config does not have
+    field = next((a for a in argv if a.startswith("--config.")), "--config.?")
+    sys.exit(f"error: {field.split('=')[0]}: the config has no such field ({e})")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -72,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

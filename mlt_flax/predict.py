@@ -69,7 +69,8 @@ class Predictor:
     self.dp = train.DataParallel(jax.local_devices())
     self.variables, self.step = evaluate.restore_variables(workdir, self.config, checkpoint,
                                                            self.dp)
-    self.batch_size = self.dp.local_batch_size(self.config.eval.batch_size)
+    self.batch_size = self.dp.local_batch_size(self.config.eval.batch_size,
+                                               "eval.batch_size")
     self.frame_size = self.config.data.frame_size
     model = models.build_model(self.config.model, len(self.au_names))
     self._predict = self.dp.map(

@@ -170,10 +170,11 @@ class DataParallel:
     self.replicated = jax.NamedSharding(self.mesh, jax.P())
     self.batch_sharding = jax.NamedSharding(self.mesh, jax.P(AXIS))
 
-  def local_batch_size(self, global_batch_size: int) -> int:
+  def local_batch_size(self, global_batch_size: int, field: str = "train.batch_size") -> int:
+    """This process's share of a global batch, which must split evenly over the devices."""
     if global_batch_size % self.mesh.size:
       raise configuration.ConfigError(
-          f"config.train.batch_size = {global_batch_size}: expected a multiple of the "
+          f"config.{field} = {global_batch_size}: expected a multiple of the "
           f"device count {self.mesh.size}")
     return global_batch_size // jax.process_count()
 
@@ -245,7 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   dp = DataParallel()
   local_batch = dp.local_batch_size(config.train.batch_size)
-  eval_local_batch = dp.local_batch_size(config.eval.batch_size)
+  eval_local_batch = dp.local_batch_size(config.eval.batch_size, "eval.batch_size")
   label_names = aus.names(aus.label_space(config.data.label_space))
   num_labels = len(label_names)
 

@@ -107,3 +107,29 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path):
                       f"--input={assets.path('single_face.jpg')}", f"--output={tmp_path}"],
                      cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "Traceback" not in r.stderr and "config.json not found" in r.stderr
+
+
+def test_hostile_images_grey_rgba_and_huge_still_give_a_row(trained, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = trained
+  photo = Image.open(assets.path("single_face.jpg"))
+  photo.convert("L").save(tmp_path / "grey.png")
+  rgba = photo.convert("RGBA")
+  rgba.putalpha(200)
+  rgba.save(tmp_path / "rgba.png")
+  huge = Image.new("RGB", (4000, 3000))
+  huge.paste(photo.resize((photo.width * 4, photo.height * 4)), (500, 300))
+  huge.save(tmp_path / "huge.jpg")
+  for name in ("grey.png", "rgba.png", "huge.jpg"):
+    (summary,) = predict.predict(workdir, str(tmp_path / name), tmp_path / "out")
+    _, rows = read_csv(tmp_path / "out" / f"{pathlib.Path(name).stem}.csv")
+    assert len(rows) == 1 and rows[0][1] == "1", name  # one frame, face found
+
+
+def test_zero_length_video_is_a_one_line_error(trained, tmp_path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = trained
+  empty = tmp_path / "empty.avi"
+  cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64)).release()
+  with pytest.raises(faces.FaceInputError, match="empty.avi"):
+    predict.predict(workdir, str(empty), tmp_path / "out")
