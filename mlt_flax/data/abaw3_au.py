@@ -13,10 +13,10 @@ import os
 import pathlib
 import unicodedata
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from mlt_flax import aus
+from mlt_flax.data import au_builder
 from mlt_flax.data import label_files
 
 # The label order of the challenge files, and the names stored in the dataset's metadata.
@@ -103,13 +103,15 @@ def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
   return videos
 
 
-class Abaw3Au(tfds.core.GeneratorBasedBuilder):
+class Abaw3Au(au_builder.AuFramesBuilder):
   """Aff-Wild2 AU detection (ABAW3): 12 AUs, splits ``train`` and ``validation``."""
 
   name = "abaw3_au"
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  AU_NAMES = AU_NAMES
+  AUS = AUS
+  HOMEPAGE = "https://ibug.doc.ic.ac.uk/resources/cvpr-2022-3rd-abaw/"
+  SPLITS = tuple(SPLIT_FOLDERS)
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
   Aff-Wild2 is licensed: request it from the ABAW organisers. The manual dir must hold
     cropped_aligned/<video>/<frame>.jpg    face crops (112x112), five-digit 1-based frame
@@ -122,50 +124,11 @@ class Abaw3Au(tfds.core.GeneratorBasedBuilder):
   Label lines whose frame has no image are skipped and counted in summary.json.
   """
 
-  def __init__(self, *, skip_bad: bool = False, **kwargs):
-    """Args: skip_bad: skip (and report) malformed label lines and images instead of failing;
-    kwargs: those of tfds.core.DatasetBuilder (data_dir, config, version, ...)."""
-    self.skip_bad = skip_bad
-    self._stats: dict[str, label_files.SplitStats] = {}
-    super().__init__(**kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "labels": tfds.features.Tensor(shape=(len(AUS),), dtype=np.int8),
-            "video": tfds.features.Text(),
-            "frame": np.int32,
-            "subject": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "labels"),
-        homepage="https://ibug.doc.ic.ac.uk/resources/cvpr-2022-3rd-abaw/",
-        metadata=tfds.core.MetadataDict(au_names=list(AU_NAMES)),
-    )
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    manual_dir = pathlib.Path(dl_manager.manual_dir)
+  def read_splits(self, manual_dir, stats):
     images_dir = manual_dir / IMAGES_FOLDER
     if not images_dir.is_dir():
       raise label_files.DatasetFormatError(
           f"{images_dir}: image folder not found; expected {IMAGES_FOLDER}/<video>/<frame>.jpg")
     labels_dir = find_labels_folder(manual_dir)
-    self._stats = {}
-    generators = {}
-    for split, folder in SPLIT_FOLDERS.items():
-      stats = self._stats[split] = label_files.SplitStats(label_files.Problems(self.skip_bad))
-      videos = read_split(labels_dir / folder, images_dir, stats.problems)
-      generators[split] = self._generate_examples(videos, stats)
-    return generators
-
-  def _generate_examples(self, videos: list[label_files.Video],
-                         stats: label_files.SplitStats):
-    """Yields (key, example) per annotated frame that has an image; counts the rest."""
-    yield from label_files.generate_examples(videos, stats)
-
-  def _download_and_prepare(self, dl_manager, download_config):
-    super()._download_and_prepare(dl_manager, download_config)
-    report = label_files.summary(self.name, AU_NAMES, self._stats, self.skip_bad)
-    self.info.metadata["summary"] = report
-    label_files.write_summary(self.data_dir, report)
-    print("\n" + label_files.format_summary(report), flush=True)
+    return {split: read_split(labels_dir / folder, images_dir, stats[split].problems)
+            for split, folder in SPLIT_FOLDERS.items()}

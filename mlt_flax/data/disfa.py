@@ -9,10 +9,10 @@ rotate). Build it with
 
 import pathlib
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from mlt_flax import aus
+from mlt_flax.data import au_builder
 from mlt_flax.data import label_files
 
 # The 12 coded AUs, in label order, and the names stored in the dataset's metadata.
@@ -85,13 +85,15 @@ def read_folds(manual_dir: pathlib.Path,
   return folds
 
 
-class Disfa(tfds.core.GeneratorBasedBuilder):
+class Disfa(au_builder.AuFramesBuilder):
   """DISFA AU occurrence: 12 AUs, splits ``fold1``, ``fold2``, ``fold3`` (by subject)."""
 
   name = "disfa"
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  AU_NAMES = AU_NAMES
+  AUS = AUS
+  HOMEPAGE = "http://mohammadmahoor.com/disfa/"
+  SPLITS = tuple(FOLDS)
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
   DISFA is licensed: request it from the University of Denver. The manual dir must hold
     {LABELS_FOLDER}/<SN>/<SN>_au<n>.txt   e.g. SN001/SN001_au1.txt, one per AU {list(AUS)}
@@ -104,42 +106,5 @@ class Disfa(tfds.core.GeneratorBasedBuilder):
   summary.json.
   """
 
-  def __init__(self, *, skip_bad: bool = False, **kwargs):
-    """Args: skip_bad: skip (and report) malformed label lines and images instead of failing;
-    kwargs: those of tfds.core.DatasetBuilder (data_dir, config, version, ...)."""
-    self.skip_bad = skip_bad
-    self._stats: dict[str, label_files.SplitStats] = {}
-    super().__init__(**kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "labels": tfds.features.Tensor(shape=(len(AUS),), dtype=np.int8),
-            "video": tfds.features.Text(),
-            "frame": np.int32,
-            "subject": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "labels"),
-        homepage="http://mohammadmahoor.com/disfa/",
-        metadata=tfds.core.MetadataDict(au_names=list(AU_NAMES)),
-    )
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    self._stats = {fold: label_files.SplitStats(label_files.Problems(self.skip_bad))
-                   for fold in FOLDS}
-    folds = read_folds(pathlib.Path(dl_manager.manual_dir), self._stats)
-    return {fold: self._generate_examples(videos, self._stats[fold])
-            for fold, videos in folds.items()}
-
-  def _generate_examples(self, videos: list[label_files.Video],
-                         stats: label_files.SplitStats):
-    """Yields (key, example) per annotated frame that has an image; counts the rest."""
-    yield from label_files.generate_examples(videos, stats)
-
-  def _download_and_prepare(self, dl_manager, download_config):
-    super()._download_and_prepare(dl_manager, download_config)
-    report = label_files.summary(self.name, AU_NAMES, self._stats, self.skip_bad)
-    self.info.metadata["summary"] = report
-    label_files.write_summary(self.data_dir, report)
-    print("\n" + label_files.format_summary(report), flush=True)
+  def read_splits(self, manual_dir, stats):
+    return read_folds(manual_dir, stats)
