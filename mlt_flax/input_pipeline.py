@@ -77,8 +77,10 @@ def _keep(example, frame_stride: int, require_label: bool):
 def _raw_split(name: str, data_dir: str, split: str, process_index: int, process_count: int,
                frame_stride: int, require_label: bool, decode_images: bool) -> tf.data.Dataset:
   b = builder(name, data_dir)
-  if split not in b.info.splits:
-    raise ValueError(f"dataset {name!r} has no split {split!r}; it has {sorted(b.info.splits)}")
+  for part in split.split("+"):  # TFDS split syntax: "fold1+fold2", "train[:90%]"
+    if part.split("[")[0].strip() not in b.info.splits:
+      raise ValueError(f"dataset {name!r} has no split {part!r} (in {split!r}); it has "
+                       f"{sorted(b.info.splits)}")
   my_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
   decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
   ds = b.as_dataset(split=my_split, shuffle_files=False, decoders=decoders,
