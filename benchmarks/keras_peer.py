@@ -24,7 +24,6 @@ start from uint8 112x112 frames and resize on the device), and writes a JSON dic
 import argparse
 import json
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet logs
@@ -33,6 +32,7 @@ import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from benchmarks import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import abaw3  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 POLICIES = ("float32", "mixed_bfloat16")
@@ -169,21 +169,6 @@ def matmul_peak(dtype: str, size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEA
   return 2 * size**3 / best
 
 
-def _median_seconds(fn, warmup: int, repeats: int):
-  """(seconds of the first call, median seconds of `repeats` calls after `warmup` more)."""
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
-
-
 def benchmark(policy: str, image_size: int, backbone: str, train_batch: int, infer_batch: int,
               warmup: int, timed_steps: int, matmul_size: int, matmul_repeats: int) -> dict:
   """Builds the peer under `policy` and times a training step and an inference call."""
@@ -197,9 +182,9 @@ def benchmark(policy: str, image_size: int, backbone: str, train_batch: int, inf
   x_train = rng.uniform(-1, 1, (train_batch, image_size, image_size, 3)).astype(np.float32)
   y_train = rng.integers(0, 2, (train_batch, NUM_LABELS)).astype(np.float32)
   x_infer = rng.uniform(-1, 1, (infer_batch, image_size, image_size, 3)).astype(np.float32)
-  train_first, train_s = _median_seconds(lambda: model.train_on_batch(x_train, y_train),
+  train_first, train_s = timing.median_times(lambda: model.train_on_batch(x_train, y_train),
                                          warmup, timed_steps)
-  infer_first, infer_s = _median_seconds(lambda: model.predict_on_batch(x_infer),
+  infer_first, infer_s = timing.median_times(lambda: model.predict_on_batch(x_infer),
                                          warmup, timed_steps)
   compute_dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
   return {

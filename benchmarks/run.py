@@ -45,6 +45,8 @@ import time
 
 import numpy as np
 
+from benchmarks import timing
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_MARKDOWN = "workdir/benchmarks/latest.md"
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
@@ -139,21 +141,6 @@ ROWS = (
 # ----------------------------------------------------------------------------------------
 # Workers (subprocesses). JAX and TensorFlow are imported inside them, never in the parent.
 # ----------------------------------------------------------------------------------------
-
-
-def _median_times(fn, warmup: int, timed: int) -> tuple[float, float]:
-  """(seconds of the first call, median seconds of `timed` calls after `warmup` more)."""
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(timed):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
 
 
 class _Laps:
@@ -391,7 +378,7 @@ def jax_worker(sizes: Sizes, dtype: str, profile: str) -> dict:
   start = time.perf_counter()
   predict = predict_fn.lower(variables, infer_batch).compile()
   out["compile_infer_s"] = time.perf_counter() - start
-  _, infer_s = _median_times(lambda: predict(variables, infer_batch).block_until_ready(),
+  _, infer_s = timing.median_times(lambda: predict(variables, infer_batch).block_until_ready(),
                              sizes.warmup, sizes.timed)
   out.update(infer_s=infer_s, infer_images_per_s=sizes.infer_batch / infer_s)
   out["xla_flops_infer"] = _xla_flops(predict) / sizes.infer_batch
@@ -424,7 +411,7 @@ def jax_worker(sizes: Sizes, dtype: str, profile: str) -> dict:
     state, _, finite = step(state, batch)
     bool(finite)  # what the training loop does after every step: wait for the result
 
-  _, train_s = _median_times(lambda: one_step(train_batch), sizes.warmup, sizes.timed)
+  _, train_s = timing.median_times(lambda: one_step(train_batch), sizes.warmup, sizes.timed)
   out.update(train_step_s=train_s, train_images_per_s=sizes.train_batch / train_s)
   lap("train")
   if tracing:
@@ -456,12 +443,12 @@ def jax_worker(sizes: Sizes, dtype: str, profile: str) -> dict:
                                     size=sizes.image_size, allow_mixup=True))
     frames = jnp.asarray(train_batch["image"])
     labels = jnp.asarray(train_batch["labels"])
-    _, out["augment_s"] = _median_times(
+    _, out["augment_s"] = timing.median_times(
         lambda: jax.block_until_ready(aug(jax.random.key(0), frames, labels)), sizes.warmup,
         sizes.augment_repeats)
     pre = jax.jit(functools.partial(augment.preprocess, size=sizes.image_size))
     infer_frames = jnp.asarray(infer_batch["image"])
-    _, out["preprocess_s"] = _median_times(
+    _, out["preprocess_s"] = timing.median_times(
         lambda: pre(infer_frames).block_until_ready(), sizes.warmup, sizes.augment_repeats)
 
     lap("augment")
@@ -525,9 +512,9 @@ def _profile_inference(sizes, config, variables, num_labels) -> dict:
   backbone_vars = {c: variables[c]["backbone"] for c in ("params", "batch_stats")}
   backbone = jax.jit(lambda v, x: eval_model.backbone.apply(v, x, False))
   whole = jax.jit(lambda v, x: eval_model.apply(v, x, train=False))
-  _, backbone_s = _median_times(lambda: backbone(backbone_vars, images).block_until_ready(),
+  _, backbone_s = timing.median_times(lambda: backbone(backbone_vars, images).block_until_ready(),
                                 sizes.warmup, sizes.timed)
-  _, whole_s = _median_times(lambda: whole(variables, images).block_until_ready(),
+  _, whole_s = timing.median_times(lambda: whole(variables, images).block_until_ready(),
                              sizes.warmup, sizes.timed)
   return {"prof_backbone_fwd_s": backbone_s, "prof_whole_fwd_s": whole_s}
 

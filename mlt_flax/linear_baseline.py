@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from mlt_flax import aus
+from mlt_flax import metrics
 
 AU_ORDER = aus.AFFWILD2
 LABELS_DIR = "AU_Detection_Challenge"
@@ -95,15 +96,6 @@ def read_split(root: str | os.PathLike, split: str, size: int = 32, color: bool 
   return np.stack(features), np.asarray(labels, np.int8), num_rows
 
 
-def f1_scores(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """(12,) F1 per AU from (N, 12) 0/1 predictions; counts pooled over frames, -1 ignored."""
-  valid = labels != NOT_ANNOTATED
-  tp = np.sum((predictions == 1) & (labels == 1) & valid, axis=0)
-  fp = np.sum((predictions == 1) & (labels == 0) & valid, axis=0)
-  fn = np.sum((predictions == 0) & (labels == 1) & valid, axis=0)
-  return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-
-
 def fit_logistic(x: np.ndarray, labels: np.ndarray, config: LinearConfig = LinearConfig()
                  ) -> tuple[np.ndarray, np.ndarray]:
   """Per-AU logistic regressions on standardised features.
@@ -164,9 +156,9 @@ def fit_and_score(root: str | os.PathLike, config: LinearConfig = LinearConfig()
   weights, bias = fit_logistic(standardise(x_train), y_train, config)
   predict = lambda x: ((standardise(x) @ weights + bias) >= np.log(
       config.threshold / (1 - config.threshold))).astype(np.int8)  # prob >= t <=> logit >= ..
-  f1 = f1_scores(predict(x_val), y_val)
-  train_f1 = f1_scores(predict(x_train), y_train)
-  chance = f1_scores(np.ones_like(y_val), y_val)
+  f1 = metrics.f1_scores(predict(x_val), y_val)[0]
+  train_f1 = metrics.f1_scores(predict(x_train), y_train)[0]
+  chance = metrics.f1_scores(np.ones_like(y_val), y_val)[0]
   valid = y_val != NOT_ANNOTATED
   rate = np.sum((y_val == 1) & valid, axis=0) / np.maximum(valid.sum(axis=0), 1)
   names = aus.names(AU_ORDER)
