@@ -29,6 +29,7 @@ from mlt_flax import input_pipeline
 from mlt_flax import metrics
 from mlt_flax import models
 from mlt_flax import train
+from mlt_flax import xla_cpu
 
 CROSS_VIDEO = "cross-video"
 
@@ -236,6 +237,7 @@ def define_flags():
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # before anything starts JAX's backend
   try:
     evaluate(FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
              tune_split=FLAGS.tune_split, out_dir=FLAGS.out_dir)

@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from mlt_flax import checkpoints
 from mlt_flax import configuration
+from mlt_flax import xla_cpu
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for outputs (checkpoints, logs, reports).")
@@ -59,6 +60,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  xla_cpu.apply_defaults()  # before anything starts JAX's backend
   config = FLAGS.config
   try:
     configuration.validate(config)

@@ -44,6 +44,7 @@ from mlt_flax import metrics
 from mlt_flax import models
 from mlt_flax import plots
 from mlt_flax import train
+from mlt_flax import xla_cpu
 
 VIDEO_EXTENSIONS = faces.VIDEO_EXTENSIONS
 IMAGE_EXTENSIONS = faces.IMAGE_EXTENSIONS
@@ -298,6 +299,7 @@ def define_flags():
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # before anything starts JAX's backend
   try:
     predict(FLAGS.workdir, FLAGS.input, FLAGS.output, checkpoint=FLAGS.checkpoint,
             smooth=FLAGS.smooth, abaw=FLAGS.abaw, timeline=FLAGS.timeline,
