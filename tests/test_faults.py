@@ -22,6 +22,7 @@ from mlt_flax import input_pipeline
 from mlt_flax import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+FAULT_RUNNER = ROOT / "tests" / "fault_points.py"
 DIGEST = re.compile(r"final parameter digest (\w+)")
 
 
@@ -80,6 +81,52 @@ def test_kill_9_at_random_points_then_resume_ends_identical(synthetic_tfds, refe
   print("checkpoints after each kill:", kills)
   if kills[-1]:
     assert f"resuming from checkpoint step {kills[-1][-1]}" in out
+  assert DIGEST.search(out).group(1) == reference
+
+
+def kill_at(point, n, workdir, data_dir):
+  """Runs training held at the n-th `point` (tests/fault_points.py), kills -9 it there.
+
+  Returns what the run printed up to the kill.
+  """
+  argv = command(workdir, data_dir)[3:]  # the same flags, after `python -m mlt_flax.main`
+  proc = subprocess.Popen([sys.executable, str(FAULT_RUNNER), point, str(n), "--", *argv],
+                          cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+  printed = []
+  for line in proc.stdout:
+    printed.append(line)
+    if line.startswith(f"FAULT_POINT {point} {n}"):
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+      return "".join(printed)
+  proc.wait()
+  raise AssertionError(f"the run ended (rc {proc.returncode}) before {point} #{n}:\n"
+                       + "".join(printed)[-2000:])
+
+
+def partial_checkpoints(workdir):
+  return sorted(p.name for p in (pathlib.Path(workdir) / "checkpoints").glob("*tmp*"))
+
+
+def test_kill_9_inside_a_save_and_inside_an_evaluation_then_resume_ends_identical(
+    synthetic_tfds, reference, tmp_path):
+  # 1. Killed inside the asynchronous save of step 6: its files are written, not committed.
+  kill_at("save", 2, tmp_path, synthetic_tfds)
+  assert complete_steps(tmp_path) == [3]
+  partial = partial_checkpoints(tmp_path)
+  assert partial and all(name.startswith("6.") for name in partial), partial
+  # 2. The same command resumes from 3, never from the partial 6 (which it clears away);
+  #    killed again inside its second evaluation, at step 9.
+  out = kill_at("eval", 2, tmp_path, synthetic_tfds)
+  assert "resuming from checkpoint step 3" in out
+  assert partial_checkpoints(tmp_path) == []
+  last = complete_steps(tmp_path)[-1]  # 6, unless the kill beat step 6's background save
+  assert last in (3, 6)
+  # 3. The same command again: resumes from the last complete checkpoint and ends exactly
+  #    where the uninterrupted run ends.
+  out = run_to_end(tmp_path, synthetic_tfds)
+  assert f"resuming from checkpoint step {last}" in out
   assert DIGEST.search(out).group(1) == reference
 
 
