@@ -1,17 +1,25 @@
 """Several hosts, proven on one machine: jax.distributed over loopback with CPU collectives.
 
 Two processes, each with 2 fake CPU devices (4 in all), run the real entry point as a user
-would on two hosts, and must end holding identical parameters.
+would on two hosts: they end holding identical parameters, the same as one process with 4
+devices, and a 2-process run killed mid-run resumes (same command) to the same end.
 """
 
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+NUM_STEPS = 8
+EVERY = 2  # evaluate and checkpoint every 2 steps
+DIGEST = re.compile(r"process (\d): final parameter digest (\w+)")
 
 
 def free_port() -> int:
@@ -20,32 +28,43 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(workdir, data_dir, num_processes, devices_per_process, extra=()):
+def start(workdir, data_dir, num_processes, devices_per_process, hold=None, name="run"):
+  """Starts the processes of one run; hold=(point, n) holds each there (fault_points.py).
+
+  Process i's stderr goes to <workdir>/<name>_<i>.err.
+  """
   port = free_port()
-  env = dict(os.environ, MLT_CPU_COLLECTIVES="gloo", JAX_PLATFORMS="cpu",
+  env = dict(os.environ, MLT_CPU_COLLECTIVES="gloo", JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "mlt_flax.main", "--config=configs/tiny.py",
-       f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
-       "--config.train.batch_size=16", "--config.train.num_steps=4",
-       "--config.train.eval_every_steps=2", "--config.train.checkpoint_every_steps=2",
-       "--config.train.log_every_steps=2", f"--num_processes={num_processes}",
-       f"--process_id={i}", f"--coordinator_address=127.0.0.1:{port}", *extra],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(num_processes)]
-  outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
-  return [out for out, _ in outs]
+  program = ["-m", "mlt_flax.main"] if hold is None else [
+      str(ROOT / "tests" / "fault_points.py"), hold[0], str(hold[1]), "--"]
+  pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
+  procs = []
+  for i in range(num_processes):
+    stderr = open(pathlib.Path(workdir) / f"{name}_{i}.err", "w")
+    procs.append(subprocess.Popen(
+        [sys.executable, *program, "--config=configs/tiny.py", f"--workdir={workdir}",
+         f"--config.data.data_dir={data_dir}", "--config.train.batch_size=16",
+         f"--config.train.num_steps={NUM_STEPS}", f"--config.train.eval_every_steps={EVERY}",
+         f"--config.train.checkpoint_every_steps={EVERY}", f"--config.train.log_every_steps={EVERY}",
+         f"--num_processes={num_processes}", f"--process_id={i}",
+         f"--coordinator_address=127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True))
+    stderr.close()
+  return procs
 
 
-def test_two_processes_train_to_identical_parameters(synthetic_tfds, tmp_path):
-  outs = launch(tmp_path, synthetic_tfds, num_processes=2, devices_per_process=2)
-  digests = [re.search(r"process (\d): final parameter digest (\w+)", o).groups() for o in outs]
-  assert sorted(d[0] for d in digests) == ["0", "1"]
-  assert digests[0][1] == digests[1][1]
-  assert "on 4 devices" in outs[0]
-  assert (tmp_path / "checkpoints" / "4").is_dir() and (tmp_path / "summary.json").exists()
+def run(workdir, data_dir, num_processes, devices_per_process, name="run"):
+  procs = start(workdir, data_dir, num_processes, devices_per_process, name=name)
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for i, p in enumerate(procs):
+    assert p.returncode == 0, f"process {i}: see {workdir}/{name}_{i}.err\n{outs[i][-2000:]}"
+  return outs
+
+
+def complete_steps(workdir):
+  return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir()
+                if p.name.isdigit())
 
 
 def final_params(workdir, step):
@@ -58,14 +77,58 @@ def final_params(workdir, step):
   return jax.tree.leaves(jax.device_get(variables["params"]))
 
 
-def test_one_process_of_four_devices_ends_like_two_of_two(synthetic_tfds, tmp_path):
+def assert_close_params(workdir_a, workdir_b):
   # Same global batches, same per-device frames and random streams: the same parameters, up
   # to the order of float sums in the all-reduce (in-process vs gloo). Adam's first steps are
   # ~lr * sign(g), so a parameter whose gradient is ~0 may move by +-lr either way: compare
   # each parameter tensor as a whole, not element by element.
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  launch(tmp_path / "1x4", synthetic_tfds, num_processes=1, devices_per_process=4)
-  launch(tmp_path / "2x2", synthetic_tfds, num_processes=2, devices_per_process=2)
-  a_all, b_all = final_params(tmp_path / "1x4", 4), final_params(tmp_path / "2x2", 4)
-  for a, b in zip(a_all, b_all):
+  for a, b in zip(final_params(workdir_a, NUM_STEPS), final_params(workdir_b, NUM_STEPS)):
     assert np.linalg.norm(a - b) <= 1e-3 * np.linalg.norm(a) + 1e-4 * np.sqrt(a.size)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_tfds, tmp_path_factory):
+  """Workdirs and printed outputs of an uninterrupted 1x4 and 2x2 run."""
+  root = tmp_path_factory.mktemp("uninterrupted")
+  return {name: (root / name, run(root / name, synthetic_tfds, p, d))
+          for name, p, d in (("1x4", 1, 4), ("2x2", 2, 2))}
+
+
+def test_two_processes_train_to_identical_parameters(uninterrupted):
+  workdir, outs = uninterrupted["2x2"]
+  digests = [DIGEST.search(o).groups() for o in outs]
+  assert sorted(d[0] for d in digests) == ["0", "1"]
+  assert digests[0][1] == digests[1][1]
+  assert "on 4 devices" in outs[0]
+  assert (workdir / "checkpoints" / str(NUM_STEPS)).is_dir()
+  assert (workdir / "summary.json").exists()
+
+
+def test_one_process_of_four_devices_ends_like_two_of_two(uninterrupted):
+  assert_close_params(uninterrupted["1x4"][0], uninterrupted["2x2"][0])
+
+
+def test_two_processes_killed_mid_run_resume_to_the_same_end(synthetic_tfds, uninterrupted,
+                                                             tmp_path):
+  # Both processes held inside the evaluation at step 6, then both killed -9: a host lost.
+  procs = start(tmp_path, synthetic_tfds, 2, 2, hold=("eval", 3), name="killed")
+  for i, p in enumerate(procs):
+    for line in p.stdout:
+      if line.startswith("FAULT_POINT eval 3"):
+        break
+    else:
+      p.wait()
+      raise AssertionError(f"process {i} ended (rc {p.returncode}) before evaluation 3; "
+                           f"see {tmp_path}/killed_{i}.err")
+  for p in procs:
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+  # Step 2's save completed before step 4's began; step 4's may still have been in flight.
+  done = complete_steps(tmp_path)
+  assert 2 in done and done[-1] in (2, 4), done
+  # The same command on both: resume from the last complete checkpoint, end identical.
+  outs = run(tmp_path, synthetic_tfds, 2, 2, name="resumed")
+  assert all(f"resuming from checkpoint step {done[-1]}" in o for o in outs)
+  reference = DIGEST.search(uninterrupted["2x2"][1][0]).group(2)
+  assert [DIGEST.search(o).group(2) for o in outs] == [reference, reference]
+  assert_close_params(uninterrupted["1x4"][0], tmp_path)
