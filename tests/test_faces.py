@@ -13,13 +13,12 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from conftest import write_face_video
 from mlt_flax import assets
 from mlt_flax import faces
 
 CROP = (112, 112, 3)  # Aff-Wild2 cropped_aligned frame shape
 SYNTHETIC_SIZE = (320, 240)  # (width, height) of the generated videos
-SYNTHETIC_FACE_SIDE = 120  # the pasted photo's side in the generated videos, pixels
-SYNTHETIC_FPS = 25
 MEMORY_DETECT_EVERY = 5  # the memory test checks streaming, not detection: detect sparsely
 
 
@@ -203,29 +202,11 @@ def test_crop_square_is_padded_black_outside_the_frame():
 
 # --- Streaming --------------------------------------------------------------------------------
 
-def _write_video(path, num_frames):
-  """An MJPG .avi of a real face photo sliding over a noise background."""
-  width, height = SYNTHETIC_SIZE
-  rng = np.random.default_rng(0)
-  background = rng.integers(0, 256, (height, width, 3), np.uint8)
-  face = cv2.resize(cv2.imread(str(assets.path("single_face.jpg"))),
-                    (SYNTHETIC_FACE_SIDE, SYNTHETIC_FACE_SIDE), interpolation=cv2.INTER_AREA)
-  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SYNTHETIC_FPS,
-                           (width, height))
-  travel = width - SYNTHETIC_FACE_SIDE
-  for i in range(num_frames):
-    frame = background.copy()
-    x = (i * 2) % travel  # slides 2 px a frame, wrapping around
-    frame[60:60 + SYNTHETIC_FACE_SIDE, x:x + SYNTHETIC_FACE_SIDE] = face
-    writer.write(frame)
-  writer.release()
-  return path
-
-
 @pytest.fixture(scope="module")
 def short_and_long_videos(tmp_path_factory):
   root = tmp_path_factory.mktemp("videos")
-  return _write_video(root / "short.avi", 150), _write_video(root / "long.avi", 600)
+  return (write_face_video(root / "short.avi", 150, SYNTHETIC_SIZE),
+          write_face_video(root / "long.avi", 600, SYNTHETIC_SIZE))
 
 
 def _peak_traced_bytes(fn) -> int:
@@ -287,7 +268,7 @@ def test_unsupported_extension_is_an_input_error(tmp_path, cropper):
 def test_zero_frame_video_is_an_input_error(tmp_path, cropper):
   # A writer closed before any frame: a valid .avi container holding nothing.
   path = tmp_path / "empty.avi"
-  cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), SYNTHETIC_FPS, (64, 48)).release()
+  cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48)).release()
   assert path.stat().st_size > 0
   with _raises_naming(path, "no decodable frame"):
     faces.faces_from_path(path, cropper)

@@ -1,5 +1,6 @@
 """predict: a trained checkpoint on raw videos, frame folders and TFDS splits."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import write_face_video
 from mlt_flax import assets
 from mlt_flax import aus
 from mlt_flax import faces
@@ -14,6 +16,9 @@ from mlt_flax import predict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ",".join(aus.names(aus.AFFWILD2))  # "AU1,AU2,AU4,...,AU26", the challenge header
+MEMORY_VIDEO_SIZE = (640, 360)  # (width, height): 691 KB a decoded frame
+MEMORY_SHORT, MEMORY_LONG = 100, 500  # frames
+MEMORY_GROWTH_BOUND_MB = 64  # keeping the 400 extra decoded frames would cost 276 MB
 
 
 def read_csv(path):
@@ -133,3 +138,36 @@ def test_zero_length_video_is_a_one_line_error(trained, tmp_path):
   cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64)).release()
   with pytest.raises(faces.FaceInputError, match="empty.avi"):
     predict.predict(workdir, str(empty), tmp_path / "out")
+
+
+# In a fresh process: predict() once to warm up (imports, restore, compile), then for each
+# video, reset the kernel's peak-RSS counter (clear_refs 5) and read it after predict().
+_PEAK_RSS = """
+import json, re, sys
+from mlt_flax import predict
+workdir, out, *videos = sys.argv[1:]
+def peak_mb():
+  return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read())[1]) / 1024
+predict.predict(workdir, videos[0], out)
+peaks = []
+for video in videos:
+  open("/proc/self/clear_refs", "w").write("5")
+  predict.predict(workdir, video, out)
+  peaks.append(peak_mb())
+print(json.dumps(peaks))
+"""
+
+
+def test_predict_memory_stays_flat_as_the_video_grows(trained, tmp_path):
+  _, workdir, _ = trained
+  videos = [write_face_video(tmp_path / f"face_{n}.avi", n, MEMORY_VIDEO_SIZE)
+            for n in (MEMORY_SHORT, MEMORY_LONG)]
+  result = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(workdir), str(tmp_path),
+                           *map(str, videos)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  short, long = json.loads(result.stdout.splitlines()[-1])
+  print(f"predict peak RSS: {MEMORY_SHORT} frames {short:.0f} MB, {MEMORY_LONG} frames "
+        f"{long:.0f} MB")
+  assert len((tmp_path / f"face_{MEMORY_LONG}.csv").read_text().splitlines()) == MEMORY_LONG + 1
+  assert long - short < MEMORY_GROWTH_BOUND_MB
