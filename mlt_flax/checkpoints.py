@@ -11,6 +11,8 @@ checkpoint when the newest one cannot be read.
 import json
 import os
 import pathlib
+import tempfile
+import weakref
 from typing import Any
 
 from absl import logging
@@ -44,13 +46,23 @@ def manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager
                                options=options)
 
 
+# The step each manager is writing in the background: the step a later failure belongs to.
+_in_flight: "weakref.WeakKeyDictionary[ocp.CheckpointManager, int]" = (
+    weakref.WeakKeyDictionary())
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state, config, metrics=None) -> None:
   """Starts saving `state` at `step` (asynchronously); a failed write is a CheckpointError.
 
   A write that fails (full disk, read-only folder) leaves the earlier checkpoints as they
-  were: Orbax writes into a temporary folder and only renames it when complete.
+  were: Orbax writes into a temporary folder and only renames it when complete. The previous
+  background save is waited for first (Orbax would wait anyway), so that its failure is
+  reported as its own step's.
   """
+  wait(mngr)
   try:
+    _check_writable(pathlib.Path(mngr.directory))
+    _in_flight[mngr] = step
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         config=ocp.args.JsonSave(config.to_dict())), metrics=metrics, force=True)
@@ -58,20 +70,37 @@ def save(mngr: ocp.CheckpointManager, step: int, state, config, metrics=None) ->
     raise _write_error(mngr, step, e) from e
 
 
+def _check_writable(directory: pathlib.Path) -> None:
+  """Raises OSError now if `directory` cannot take a new file (read-only, no permission).
+
+  Orbax creates a step's folder in a background thread; when that fails, the save's other
+  threads wait for the folder's signal until a timeout (minutes) instead of failing.
+  """
+  with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+    pass
+
+
 def wait(mngr: ocp.CheckpointManager) -> None:
-  """Waits for the background save; its failure is a CheckpointError."""
+  """Waits for the background save; its failure is a CheckpointError naming its step."""
   try:
     mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
-    raise _write_error(mngr, mngr.latest_step(), e) from e
+    raise _write_error(mngr, _in_flight.get(mngr, mngr.latest_step()), e) from e
+  finally:
+    _in_flight.pop(mngr, None)
 
 
 def _write_error(mngr, step, e) -> "CheckpointError":
   intact = [s for s in mngr.all_steps() if s != step]
   return CheckpointError(
       f"could not write checkpoint step {step} to {mngr.directory} ({type(e).__name__}: "
-      f"{str(e).splitlines()[0][:200] if str(e) else ''}); earlier checkpoints {intact} are "
-      "intact")
+      f"{_brief(str(e))}); earlier checkpoints {intact} are intact")
+
+
+def _brief(message: str, head: int = 100, tail: int = 140) -> str:
+  """A message's first line, its middle cut: storage errors put the cause (ENOSPC) last."""
+  line = message.splitlines()[0] if message else ""
+  return line if len(line) <= head + tail else f"{line[:head]} ... {line[-tail:]}"
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, int] | None:

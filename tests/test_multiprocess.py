@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import complete_steps
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_STEPS = 8
 EVERY = 2  # evaluate and checkpoint every 2 steps
@@ -60,11 +62,6 @@ def run(workdir, data_dir, num_processes, devices_per_process, name="run"):
   for i, p in enumerate(procs):
     assert p.returncode == 0, f"process {i}: see {workdir}/{name}_{i}.err\n{outs[i][-2000:]}"
   return outs
-
-
-def complete_steps(workdir):
-  return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir()
-                if p.name.isdigit())
 
 
 def final_params(workdir, step):
