@@ -24,7 +24,6 @@ start from uint8 112x112 frames and resize on the device), and writes a JSON dic
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet logs
 
@@ -157,16 +156,9 @@ def count_params(model: keras.Model) -> int:
 
 def matmul_peak(dtype: str, size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
   """Best FLOP/s of tf.matmul (size x size) @ (size x size) in `dtype`."""
-  a = tf.random.normal((size, size), dtype=tf.float32)
-  a = tf.cast(a, dtype)
+  a = tf.cast(tf.random.normal((size, size), dtype=tf.float32), dtype)
   matmul = tf.function(tf.linalg.matmul)
-  matmul(a, a).numpy()  # trace and warm up
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    matmul(a, a).numpy()
-    best = min(best, time.perf_counter() - start)
-  return 2 * size**3 / best
+  return timing.matmul_peak(lambda: matmul(a, a).numpy(), size, repeats)
 
 
 def benchmark(policy: str, image_size: int, backbone: str, train_batch: int, infer_batch: int,

@@ -320,13 +320,7 @@ def jax_matmul_peak(dtype: str, size: int, repeats: int) -> float:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32).astype(dtype)
   dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    dot(a, a).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2 * size**3 / best
+  return timing.matmul_peak(lambda: dot(a, a).block_until_ready(), size, repeats)
 
 
 PROFILES = ("none", "trace", "full", "gpu")
@@ -640,13 +634,7 @@ def _metric_figures(sizes: Sizes) -> dict:
 
 def numpy_matmul_peak(size: int, repeats: int) -> float:
   a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
-  a @ a  # pylint: disable=pointless-statement  (warm-up)
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    a @ a  # pylint: disable=pointless-statement
-    best = min(best, time.perf_counter() - start)
-  return 2 * size**3 / best
+  return timing.matmul_peak(lambda: a @ a, size, repeats)
 
 
 def _ratio(a, b) -> float:

@@ -1,4 +1,5 @@
-"""The one timing rule of every benchmark: first call apart, then the median after warm-up."""
+"""The timing rules of every benchmark: first call apart, then the median after warm-up;
+and, for peaks, the best of several calls after one warm-up."""
 
 import statistics
 import time
@@ -17,3 +18,14 @@ def median_times(fn, warmup: int, timed: int) -> tuple[float, float]:
     fn()
     times.append(time.perf_counter() - start)
   return first, statistics.median(times)
+
+
+def matmul_peak(matmul, size: int, repeats: int) -> float:
+  """Best FLOP/s of `matmul()`, an (size x size) @ (size x size) product that blocks."""
+  matmul()  # compile or trace, and warm up
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul()
+    best = min(best, time.perf_counter() - start)
+  return 2 * size**3 / best

@@ -29,14 +29,7 @@ import numpy as np
 
 from mlt_flax import aus
 from mlt_flax import metrics
-
-AU_ORDER = aus.AFFWILD2
-LABELS_DIR = "AU_Detection_Challenge"
-IMAGES_DIR = "cropped_aligned"
-SPLIT_DIRS = {"train": "Train_Set", "validation": "Validation_Set"}
-FRAME_NAME = "{:05d}.jpg"
-FIRST_FRAME = 1
-NOT_ANNOTATED = -1
+from mlt_flax.data import synthetic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,20 +65,21 @@ def read_split(root: str | os.PathLike, split: str, size: int = 32, color: bool 
     num_label_rows: label rows in the split, frames without an image included.
   """
   root = pathlib.Path(root)
-  label_files = sorted((root / LABELS_DIR / SPLIT_DIRS[split]).glob("*.txt"))
+  labels_dir = root / synthetic.LABELS_DIR / synthetic.SPLIT_DIRS[split]
+  label_files = sorted(labels_dir.glob("*.txt"))
   if not label_files:
-    raise FileNotFoundError(f"no label files in {root / LABELS_DIR / SPLIT_DIRS[split]}")
-  header = ",".join(aus.names(AU_ORDER))
+    raise FileNotFoundError(f"no label files in {labels_dir}")
+  header = ",".join(aus.names(synthetic.AU_ORDER))
   features, labels, num_rows = [], [], 0
   for path in label_files:
     lines = path.read_text().splitlines()
     if not lines or lines[0].strip() != header:
       raise ValueError(f"{path}:1: header is not {header!r}")
-    frame_dir = root / IMAGES_DIR / path.stem
+    frame_dir = root / synthetic.IMAGES_DIR / path.stem
     present = set(os.listdir(frame_dir)) if frame_dir.is_dir() else set()
-    for number, line in enumerate(lines[1:], start=FIRST_FRAME):
+    for number, line in enumerate(lines[1:], start=synthetic.FIRST_FRAME):
       num_rows += 1
-      name = FRAME_NAME.format(number)
+      name = synthetic.FRAME_NAME.format(number)
       if name not in present:
         continue
       image = cv2.imread(str(frame_dir / name), cv2.IMREAD_COLOR if color else
@@ -109,7 +103,7 @@ def fit_logistic(x: np.ndarray, labels: np.ndarray, config: LinearConfig = Linea
     weights (D, K) and biases (K,).
   """
   y = (labels == 1).astype(np.float32)
-  valid = (labels != NOT_ANNOTATED).astype(np.float32)
+  valid = (labels != synthetic.NOT_ANNOTATED).astype(np.float32)
   pos = np.sum(y * valid, axis=0)
   neg = np.sum((1 - y) * valid, axis=0)
   if config.balanced:  # each class gets half of the loss mass, so rare AUs are not ignored
@@ -159,9 +153,9 @@ def fit_and_score(root: str | os.PathLike, config: LinearConfig = LinearConfig()
   f1 = metrics.f1_scores(predict(x_val), y_val)[0]
   train_f1 = metrics.f1_scores(predict(x_train), y_train)[0]
   chance = metrics.f1_scores(np.ones_like(y_val), y_val)[0]
-  valid = y_val != NOT_ANNOTATED
+  valid = y_val != synthetic.NOT_ANNOTATED
   rate = np.sum((y_val == 1) & valid, axis=0) / np.maximum(valid.sum(axis=0), 1)
-  names = aus.names(AU_ORDER)
+  names = aus.names(synthetic.AU_ORDER)
   as_dict = lambda a: {n: float(v) for n, v in zip(names, a)}
   return {
       "aus": list(names),
