@@ -1,6 +1,5 @@
 """predict: a trained checkpoint on raw videos, frame folders and TFDS splits."""
 
-import json
 import pathlib
 import subprocess
 import sys
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import write_face_video
+import rss
 from mlt_flax import assets
 from mlt_flax import aus
 from mlt_flax import faces
@@ -140,20 +140,18 @@ def test_zero_length_video_is_a_one_line_error(trained, tmp_path):
     predict.predict(workdir, str(empty), tmp_path / "out")
 
 
-# In a fresh process: predict() once to warm up (imports, restore, compile), then for each
-# video, reset the kernel's peak-RSS counter (clear_refs 5) and read it after predict().
+# predict() once to warm up (imports, restore, compile), then each video's peak on its own.
 _PEAK_RSS = """
-import json, re, sys
+import json, sys
+import rss
 from mlt_flax import predict
 workdir, out, *videos = sys.argv[1:]
-def peak_mb():
-  return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read())[1]) / 1024
 predict.predict(workdir, videos[0], out)
 peaks = []
 for video in videos:
-  open("/proc/self/clear_refs", "w").write("5")
+  rss.reset_peak()
   predict.predict(workdir, video, out)
-  peaks.append(peak_mb())
+  peaks.append(rss.peak_mb())
 print(json.dumps(peaks))
 """
 
@@ -162,11 +160,7 @@ def test_predict_memory_stays_flat_as_the_video_grows(trained, tmp_path):
   _, workdir, _ = trained
   videos = [write_face_video(tmp_path / f"face_{n}.avi", n, MEMORY_VIDEO_SIZE)
             for n in (MEMORY_SHORT, MEMORY_LONG)]
-  result = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(workdir), str(tmp_path),
-                           *map(str, videos)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  short, long = json.loads(result.stdout.splitlines()[-1])
+  short, long = rss.measure(_PEAK_RSS, workdir, tmp_path, *videos)
   print(f"predict peak RSS: {MEMORY_SHORT} frames {short:.0f} MB, {MEMORY_LONG} frames "
         f"{long:.0f} MB")
   assert len((tmp_path / f"face_{MEMORY_LONG}.csv").read_text().splitlines()) == MEMORY_LONG + 1

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import rss
 from mlt_flax import aus
 from mlt_flax import linear_baseline
 from mlt_flax import metrics
@@ -290,3 +291,37 @@ def test_f1_pools_counts_over_frames_and_ignores_unannotated():
   # TP = 1, FP = 1, FN = 1 -> F1 = 2 / 4; the -1 frame counts for nothing.
   # the baseline scores with the project's metric (0/1 predictions against threshold 0.5)
   assert metrics.f1_scores(predictions, labels)[0][0] == pytest.approx(0.5)
+
+
+# The demo's data stages for one short and one long video pair, after a warm-up pair: the
+# peak of generating (frames are written as they are drawn) and of building (TFDS keeps
+# encoded examples in its shuffle buffer, spilling to disk past ~1 GB; we decode nothing).
+_DATA_STAGES_PEAK = """
+import json, pathlib, sys
+import rss
+from mlt_flax.data import build, synthetic
+root = pathlib.Path(sys.argv[1])
+out = []
+for n in map(int, sys.argv[2:]):
+  rss.reset_peak()
+  synthetic.generate(root / str(n) / "manual", seed=0, num_train_videos=1, num_val_videos=1,
+                     frames_per_video=n)
+  generate_mb = rss.peak_mb()
+  rss.reset_peak()
+  build.build("abaw3_au", str(root / str(n) / "manual"), str(root / str(n) / "tfds"))
+  jpeg_mb = sum(p.stat().st_size for p in (root / str(n)).rglob("*.jpg")) / 2**20
+  out.append({"generate": generate_mb, "build": rss.peak_mb(), "jpeg": jpeg_mb})
+print(json.dumps(out))
+"""
+DATA_MEMORY_FRAMES = (50, 200, 1500)  # warm-up, short, long (frames per video, 2 videos)
+DATA_MEMORY_SLACK_MB = 16
+
+
+def test_generating_and_building_long_videos_keeps_memory_flat(tmp_path):
+  _, short, long = rss.measure(_DATA_STAGES_PEAK, tmp_path, *DATA_MEMORY_FRAMES)
+  print(f"peak RSS, short -> long videos: generate {short['generate']:.0f} -> "
+        f"{long['generate']:.0f} MB, build {short['build']:.0f} -> {long['build']:.0f} MB "
+        f"({long['jpeg'] - short['jpeg']:.0f} MB more JPEG)")
+  # Decoded, the extra ~2,600 frames would be ~98 MB (112 x 112 x 3 bytes each).
+  assert long["generate"] - short["generate"] < DATA_MEMORY_SLACK_MB
+  assert long["build"] - short["build"] < long["jpeg"] - short["jpeg"] + DATA_MEMORY_SLACK_MB
