@@ -9,10 +9,13 @@ POINT is where the N-th occurrence (1-based, counted in this process) holds the 
 There the runner prints `FAULT_POINT <point> <n> <detail>` and sleeps until it is killed.
 Nothing else changes: everything before the pause is the real training run. The restart
 after the kill uses the plain `python -m mlt_flax.main` command.
+
+Tests use `program(point, n)` in place of `-m mlt_flax.main`, then `wait_until_held(proc, ...)`.
 """
 
 import asyncio
 import collections
+import pathlib
 import sys
 import time
 
@@ -23,6 +26,26 @@ from mlt_flax import input_pipeline
 
 HOLD_S = 600  # far longer than any test waits for the kill
 _counts = collections.Counter()
+
+
+def program(point: str, n: int) -> list[str]:
+  """The arguments that replace `-m mlt_flax.main` to hold that run at the n-th `point`."""
+  return [str(pathlib.Path(__file__).resolve()), point, str(n), "--"]
+
+
+def wait_until_held(proc, point: str, n: int, what: str = "the run") -> str:
+  """Reads `proc`'s stdout (text) until it holds at the n-th `point`; returns what it printed.
+
+  Raises AssertionError if the process ends first.
+  """
+  printed = []
+  for line in proc.stdout:
+    printed.append(line)
+    if line.startswith(f"FAULT_POINT {point} {n}"):
+      return "".join(printed)
+  proc.wait()
+  raise AssertionError(f"{what} ended (rc {proc.returncode}) before {point} #{n}:\n"
+                       + "".join(printed)[-2000:])
 
 
 def _reached(point: str, target: int, detail: str) -> bool:

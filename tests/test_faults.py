@@ -18,12 +18,12 @@ import pytest
 
 from conftest import complete_steps
 from conftest import loop_config
+import fault_points
 from mlt_flax import checkpoints
 from mlt_flax import input_pipeline
 from mlt_flax import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAULT_RUNNER = ROOT / "tests" / "fault_points.py"
 DIGEST = re.compile(r"final parameter digest (\w+)")
 
 
@@ -84,20 +84,14 @@ def kill_at(point, n, workdir, data_dir):
 
   Returns what the run printed up to the kill.
   """
-  argv = command(workdir, data_dir)[3:]  # the same flags, after `python -m mlt_flax.main`
-  proc = subprocess.Popen([sys.executable, str(FAULT_RUNNER), point, str(n), "--", *argv],
-                          cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
-  printed = []
-  for line in proc.stdout:
-    printed.append(line)
-    if line.startswith(f"FAULT_POINT {point} {n}"):
-      proc.send_signal(signal.SIGKILL)
-      proc.wait()
-      return "".join(printed)
+  argv = command(workdir, data_dir)
+  proc = subprocess.Popen([argv[0], *fault_points.program(point, n), *argv[3:]], cwd=ROOT,
+                          env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True)
+  printed = fault_points.wait_until_held(proc, point, n)
+  proc.send_signal(signal.SIGKILL)
   proc.wait()
-  raise AssertionError(f"the run ended (rc {proc.returncode}) before {point} #{n}:\n"
-                       + "".join(printed)[-2000:])
+  return printed
 
 
 def partial_checkpoints(workdir):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import complete_steps
+import fault_points
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_STEPS = 8
@@ -38,8 +39,7 @@ def start(workdir, data_dir, num_processes, devices_per_process, hold=None, name
   port = free_port()
   env = dict(os.environ, MLT_CPU_COLLECTIVES="gloo", JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-  program = ["-m", "mlt_flax.main"] if hold is None else [
-      str(ROOT / "tests" / "fault_points.py"), hold[0], str(hold[1]), "--"]
+  program = ["-m", "mlt_flax.main"] if hold is None else fault_points.program(*hold)
   pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
   procs = []
   for i in range(num_processes):
@@ -48,7 +48,8 @@ def start(workdir, data_dir, num_processes, devices_per_process, hold=None, name
         [sys.executable, *program, "--config=configs/tiny.py", f"--workdir={workdir}",
          f"--config.data.data_dir={data_dir}", "--config.train.batch_size=16",
          f"--config.train.num_steps={NUM_STEPS}", f"--config.train.eval_every_steps={EVERY}",
-         f"--config.train.checkpoint_every_steps={EVERY}", f"--config.train.log_every_steps={EVERY}",
+         f"--config.train.checkpoint_every_steps={EVERY}",
+         f"--config.train.log_every_steps={EVERY}",
          f"--num_processes={num_processes}", f"--process_id={i}",
          f"--coordinator_address=127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True))
@@ -110,13 +111,7 @@ def test_two_processes_killed_mid_run_resume_to_the_same_end(synthetic_tfds, uni
   # Both processes held inside the evaluation at step 6, then both killed -9: a host lost.
   procs = start(tmp_path, synthetic_tfds, 2, 2, hold=("eval", 3), name="killed")
   for i, p in enumerate(procs):
-    for line in p.stdout:
-      if line.startswith("FAULT_POINT eval 3"):
-        break
-    else:
-      p.wait()
-      raise AssertionError(f"process {i} ended (rc {p.returncode}) before evaluation 3; "
-                           f"see {tmp_path}/killed_{i}.err")
+    fault_points.wait_until_held(p, "eval", 3, f"process {i} (see {tmp_path}/killed_{i}.err)")
   for p in procs:
     p.send_signal(signal.SIGKILL)
     p.wait()
