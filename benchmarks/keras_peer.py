@@ -2,7 +2,8 @@
 
   python -m benchmarks.keras_peer [--policy=float32|mixed_bfloat16] [--image_size=299]
       [--backbone=inception_v3|small_cnn] [--train_batch=16] [--infer_batch=32]
-      [--timed_steps=3] [--out=result.json]
+      [--warmup=1] [--timed_steps=3] [--matmul_size=4096] [--matmul_repeats=5]
+      [--out=result.json]
 
 The same architecture as mlt_flax (configs/abaw3.py), written only from Keras layers:
 keras.applications.InceptionV3(include_top=False, weights=None) -> 1x1 Conv2D 2048 -> d
@@ -21,16 +22,17 @@ Run as a module it times one training step (`train_on_batch`) and one inference 
 start from uint8 112x112 frames and resize on the device), and writes a JSON dict.
 """
 
-import argparse
 import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet logs
 
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from benchmarks import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import abaw3  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -175,9 +177,9 @@ def benchmark(policy: str, image_size: int, backbone: str, train_batch: int, inf
   y_train = rng.integers(0, 2, (train_batch, NUM_LABELS)).astype(np.float32)
   x_infer = rng.uniform(-1, 1, (infer_batch, image_size, image_size, 3)).astype(np.float32)
   train_first, train_s = timing.median_times(lambda: model.train_on_batch(x_train, y_train),
-                                         warmup, timed_steps)
+                                             warmup, timed_steps)
   infer_first, infer_s = timing.median_times(lambda: model.predict_on_batch(x_infer),
-                                         warmup, timed_steps)
+                                             warmup, timed_steps)
   compute_dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
   return {
       "policy": policy, "backbone": backbone, "image_size": image_size,
@@ -194,29 +196,28 @@ def benchmark(policy: str, image_size: int, backbone: str, train_batch: int, inf
   }
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--policy", default="float32", choices=POLICIES)
-  parser.add_argument("--image_size", type=int, default=299)
-  parser.add_argument("--backbone", default="inception_v3", choices=BACKBONES)
-  parser.add_argument("--train_batch", type=int, default=16)
-  parser.add_argument("--infer_batch", type=int, default=32)
-  parser.add_argument("--warmup", type=int, default=1)
-  parser.add_argument("--timed_steps", type=int, default=3)
-  parser.add_argument("--matmul_size", type=int, default=MATMUL_SIZE)
-  parser.add_argument("--matmul_repeats", type=int, default=MATMUL_REPEATS)
-  parser.add_argument("--out", default="", help="write the JSON result here (else stdout)")
-  args = parser.parse_args()
-  result = benchmark(args.policy, args.image_size, args.backbone, args.train_batch,
-                     args.infer_batch, args.warmup, args.timed_steps, args.matmul_size,
-                     args.matmul_repeats)
-  text = json.dumps(result, indent=1)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text)
+def _define_flags() -> None:
+  flags.DEFINE_enum("policy", "float32", POLICIES, "Keras mixed-precision policy.")
+  flags.DEFINE_integer("image_size", 299, "Model input, pixels.")
+  flags.DEFINE_enum("backbone", "inception_v3", BACKBONES, "The backbone to build.")
+  flags.DEFINE_integer("train_batch", 16, "Training batch.")
+  flags.DEFINE_integer("infer_batch", 32, "Inference batch.")
+  flags.DEFINE_integer("warmup", 1, "Untimed calls after the first.")
+  flags.DEFINE_integer("timed_steps", 3, "Timed calls; the median is reported.")
+  flags.DEFINE_integer("matmul_size", MATMUL_SIZE, "n of the n x n x n peak matmul.")
+  flags.DEFINE_integer("matmul_repeats", MATMUL_REPEATS, "The peak is the best of this many.")
+  flags.DEFINE_string("out", "", "Write the JSON result here (else to stdout).")
+
+
+def main() -> None:
+  f = flags.FLAGS
+  result = benchmark(f.policy, f.image_size, f.backbone, f.train_batch, f.infer_batch,
+                     f.warmup, f.timed_steps, f.matmul_size, f.matmul_repeats)
+  if f.out:
+    cli.write_json(f.out, result)
   else:
-    print(text)
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(_define_flags, main)

@@ -1,22 +1,25 @@
 """How fast the ABAW3 AU metric runs on a whole split, next to scikit-learn in the same run.
 
-  python -m benchmarks.metric_speed [--frames 1000000] [--videos 2000] [--repeats 5]
+  python -m benchmarks.metric_speed [--frames=1000000] [--videos=2000] [--repeats=5]
+      [--window=20] [--out=result.json]
 
 Random probabilities and labels (some -1) for a split of the size of Aff-Wild2's AU set, rows
-sorted by video. Prints the median wall time of each call over a few repeats. scikit-learn
-has no "not annotated" label, so its reference is what one would write with it: a binary
-``f1_score`` per AU over that AU's annotated frames (the same numbers as ours, checked here).
+sorted by video. Prints the median wall time of each call over a few repeats, after one
+untimed call (benchmarks/timing.py). scikit-learn has no "not annotated" label, so its
+reference is what one would write with it: a binary ``f1_score`` per AU over that AU's
+annotated frames (the same numbers as ours, checked here). `measure` returns the figures as
+a dict, which --out writes as JSON (benchmarks/run.py reads it).
 """
 
-import argparse
-import statistics
-import time
-
+from absl import flags
 import numpy as np
 from sklearn import metrics as skm
 
+from benchmarks import cli
+from benchmarks import timing
 from mlt_flax import aus
 from mlt_flax import metrics
+from mlt_flax import tuning
 
 # Aff-Wild2's AU track is about this many frames in ~300 videos; more videos is the harder case.
 DEFAULT_FRAMES = 1_000_000
@@ -44,16 +47,6 @@ def make_split(frames, videos, num_aus, seed=0):
   return probs, labels, video_ids, face
 
 
-def median_time(fn, repeats):
-  """(median seconds over `repeats` calls, last result)."""
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    out = fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), out
-
-
 def sklearn_f1(probs, labels, threshold=metrics.DEFAULT_THRESHOLD):
   """Per-AU binary F1 with scikit-learn, each AU over its annotated frames."""
   out = []
@@ -63,43 +56,69 @@ def sklearn_f1(probs, labels, threshold=metrics.DEFAULT_THRESHOLD):
   return np.array(out)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
-  parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS)
-  parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
-  parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
-  args = parser.parse_args()
+def measure(frames: int = DEFAULT_FRAMES, videos: int = DEFAULT_VIDEOS,
+            repeats: int = DEFAULT_REPEATS, window: int = DEFAULT_WINDOW) -> dict:
+  """Median seconds of each metric call on a synthetic split of `frames` rows.
 
+  Returns f1_s (our f1_scores), sklearn_s (sklearn_f1), smooth_s (smooth), smooth_f1_s
+  (smooth + f1_scores), tune_s (tune_thresholds), tune_sklearn_s (a sklearn loop over the
+  tuning grid: grid_size x sklearn_s, extrapolated), and the sizes they were measured at.
+  """
   num_aus = len(aus.AFFWILD2)
-  probs, labels, video_ids, face = make_split(args.frames, args.videos, num_aus)
-  print(f"{args.frames:,} frames x {num_aus} AUs, {args.videos} videos, "
-        f"median of {args.repeats} runs")
+  probs, labels, video_ids, face = make_split(frames, videos, num_aus)
+  # The same numbers from both, or the times mean nothing.
+  ours, _ = metrics.f1_scores(probs, labels)
+  np.testing.assert_allclose(ours, sklearn_f1(probs, labels), rtol=1e-12)
+  median = lambda fn: timing.median_times(fn, 0, repeats)[1]
+  sklearn_s = median(lambda: sklearn_f1(probs, labels))
+  grid_size = tuning.threshold_grid(metrics.DEFAULT_GRID_STEP).size
+  return {
+      "frames": frames, "videos": videos, "aus": num_aus, "repeats": repeats,
+      "window": window, "grid_size": grid_size,
+      "f1_s": median(lambda: metrics.f1_scores(probs, labels)),
+      "sklearn_s": sklearn_s,
+      "smooth_s": median(lambda: metrics.smooth(probs, video_ids, window, face)),
+      "smooth_f1_s": median(
+          lambda: metrics.f1_scores(metrics.smooth(probs, video_ids, window, face), labels)),
+      "tune_s": median(lambda: tuning.tune_thresholds(probs, labels)),
+      "tune_sklearn_s": grid_size * sklearn_s,
+  }
 
-  t_ours, (ours, _) = median_time(lambda: metrics.f1_scores(probs, labels), args.repeats)
-  t_sk, theirs = median_time(lambda: sklearn_f1(probs, labels), args.repeats)
-  np.testing.assert_allclose(ours, theirs, rtol=1e-12)  # same numbers, or the times mean nothing
-  t_smooth, _ = median_time(
-      lambda: metrics.smooth(probs, video_ids, args.window, face), args.repeats)
-  t_tune, _ = median_time(lambda: metrics.tune_thresholds(probs, labels), args.repeats)
-  grid_size = metrics.threshold_grid(metrics.DEFAULT_GRID_STEP).size
-  t_score_smoothed, _ = median_time(
-      lambda: metrics.f1_scores(metrics.smooth(probs, video_ids, args.window, face), labels),
-      args.repeats)
 
+def table(m: dict) -> str:
+  """The figures of `measure`, one call a line: name, median seconds, note."""
   rows = [
-      ("f1_scores (ours)", t_ours, ""),
-      ("sklearn f1_score, per AU masked", t_sk, f"ours {t_sk / t_ours:.1f}x faster"),
-      (f"smooth(window={args.window}, face mask)", t_smooth, ""),
-      ("smooth + f1_scores", t_score_smoothed, "target: well under 1 s"),
-      (f"tune_thresholds ({grid_size}-point grid)", t_tune,
-       f"a sklearn loop over the grid: ~{grid_size * t_sk:.0f} s (extrapolated)"),
+      ("f1_scores (ours)", m["f1_s"], ""),
+      ("sklearn f1_score, per AU masked", m["sklearn_s"],
+       f"ours {m['sklearn_s'] / m['f1_s']:.1f}x faster"),
+      (f"smooth(window={m['window']}, face mask)", m["smooth_s"], ""),
+      ("smooth + f1_scores", m["smooth_f1_s"], "target: well under 1 s"),
+      (f"tune_thresholds ({m['grid_size']}-point grid)", m["tune_s"],
+       f"a sklearn loop over the grid: ~{m['tune_sklearn_s']:.0f} s (extrapolated)"),
   ]
   width = max(len(r[0]) for r in rows)
-  print(f"{'call':<{width}}  {'median s':>9}  note")
-  for name, seconds, note in rows:
-    print(f"{name:<{width}}  {seconds:9.3f}  {note}")
+  lines = [f"{m['frames']:,} frames x {m['aus']} AUs, {m['videos']} videos, "
+           f"median of {m['repeats']} runs",
+           f"{'call':<{width}}  {'median s':>9}  note"]
+  lines += [f"{name:<{width}}  {seconds:9.3f}  {note}" for name, seconds, note in rows]
+  return "\n".join(lines)
+
+
+def _define_flags() -> None:
+  flags.DEFINE_integer("frames", DEFAULT_FRAMES, "Frames (rows) of the synthetic split.")
+  flags.DEFINE_integer("videos", DEFAULT_VIDEOS, "Videos the frames are split into.")
+  flags.DEFINE_integer("repeats", DEFAULT_REPEATS, "Timed calls of each; the median counts.")
+  flags.DEFINE_integer("window", DEFAULT_WINDOW, "Smoothing window, frames.")
+  flags.DEFINE_string("out", "", "Also write the figures here as JSON.")
+
+
+def main() -> None:
+  f = flags.FLAGS
+  figures = measure(f.frames, f.videos, f.repeats, f.window)
+  print(table(figures))
+  if f.out:
+    cli.write_json(f.out, figures)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(_define_flags, main)

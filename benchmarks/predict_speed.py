@@ -4,40 +4,38 @@
 
 Side by side in one run: decoding alone, decoding + face detection/cropping (the host's
 share), and the whole of predict (host work overlapped with the jitted batch inference),
-each as frames/s. The workdir is a trained run (make demo leaves one in workdir/demo).
+each as frames/s over one pass of the video (benchmarks/timing.py). The workdir is a trained
+run (make demo leaves one in workdir/demo).
 """
 
-import argparse
-import time
+from absl import flags
 
+from benchmarks import cli
+from benchmarks import timing
 from mlt_flax import assets
 from mlt_flax import faces
+from mlt_flax import media
 from mlt_flax import predict
 
 
-def frames_per_s(fn) -> tuple[int, float]:
-  t0 = time.perf_counter()
-  n = fn()
-  return n, n / (time.perf_counter() - t0)
+def _define_flags() -> None:
+  flags.DEFINE_string("workdir", "workdir/demo", "A trained run: its checkpoint predicts.")
+  flags.DEFINE_string("video", "WolfgangLanger_Pexels.mp4", "A video of mlt_flax.assets.")
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--workdir", default="workdir/demo")
-  parser.add_argument("--video", default="WolfgangLanger_Pexels.mp4")
-  parser.add_argument("--output", default="/tmp/predict_speed")
-  args = parser.parse_args()
-  video = assets.path(args.video)
-  n_dec, decode = frames_per_s(lambda: sum(1 for _ in faces.read_video(video)))
-  n_crop, crop = frames_per_s(
+def main() -> None:
+  f = flags.FLAGS
+  video = assets.path(f.video)
+  n_dec, decode = timing.per_second(lambda: sum(1 for _ in media.read_video(video)))
+  n_crop, crop = timing.per_second(
       lambda: sum(1 for _ in faces.faces_from_path(video, faces.FaceCropper())))
-  predictor = predict.Predictor(args.workdir)  # restore + compile outside the timing
+  predictor = predict.Predictor(f.workdir)  # restore + compile outside the timing
   predictor.run(faces.faces_from_path(assets.path("single_face.jpg"), faces.FaceCropper()),
                 "warm-up")
-  n_all, whole = frames_per_s(lambda: len(predictor.run(
+  n_all, whole = timing.per_second(lambda: len(predictor.run(
       faces.faces_from_path(video, faces.FaceCropper(crop_size=predictor.frame_size)),
       video.stem).frames))
-  print(f"predict on {args.video} ({n_all} frames), checkpoint {args.workdir} step "
+  print(f"predict on {f.video} ({n_all} frames), checkpoint {f.workdir} step "
         f"{predictor.step}, batch {predictor.batch_size}")
   print(f"{'stage':44s}{'frames/s':>10s}")
   print(f"{'decode only (OpenCV)':44s}{decode:10.1f}")
@@ -47,4 +45,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(_define_flags, main)

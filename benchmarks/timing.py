@@ -1,5 +1,5 @@
-"""The timing rules of every benchmark: first call apart, then the median after warm-up;
-and, for peaks, the best of several calls after one warm-up."""
+"""The timing rules of every benchmark: first call apart, then the median after warm-up; for
+peaks, the best of several calls after one warm-up; for a stream, items over one pass."""
 
 import statistics
 import time
@@ -29,3 +29,10 @@ def matmul_peak(matmul, size: int, repeats: int) -> float:
     matmul()
     best = min(best, time.perf_counter() - start)
   return 2 * size**3 / best
+
+
+def per_second(fn) -> tuple[int, float]:
+  """(n, n per second) of one call of `fn()`, which processes and returns n items."""
+  start = time.perf_counter()
+  n = fn()
+  return n, n / (time.perf_counter() - start)
