@@ -20,10 +20,14 @@ import tensorflow_datasets as tfds
 
 import dataset_fixtures as fixtures
 from mlt_flax import aus
-from mlt_flax.data import abaw3_au
+from mlt_flax.data import affwild2_format
 from mlt_flax.data import bp4d
+from mlt_flax.data import bp4d_format
 from mlt_flax.data import build
+from mlt_flax.data import build_report
 from mlt_flax.data import disfa
+from mlt_flax.data import disfa_format
+from mlt_flax.data import frames
 from mlt_flax.data import label_files
 from mlt_flax.data.label_files import DatasetFormatError
 
@@ -33,7 +37,7 @@ WRITERS = {
     "bp4d": fixtures.write_bp4d,
     "disfa": fixtures.write_disfa,
 }
-BUILDERS = {"abaw3_au": abaw3_au.Abaw3Au, "bp4d": bp4d.Bp4d, "disfa": disfa.Disfa}
+BUILDERS = build.BUILDERS
 # JPEG re-quantises a flat colour by a few levels.
 COLOR_TOLERANCE = 4
 
@@ -45,13 +49,15 @@ def _build(name, fixture, data_dir, **kwargs):
   return builder
 
 
-def _read(builder, split):
-  """{(video, frame): example} of one split, as numpy."""
+def _read(builder, split, faceless=False):
+  """{(video, frame): example} of one split, as numpy: the frames with a face crop (or, with
+  faceless, the labelled frames without one, which abaw3_au writes with face=False)."""
   examples = {}
   for ex in tfds.as_numpy(builder.as_dataset(split=split)):
     key = (ex["video"].decode(), int(ex["frame"]))
     assert key not in examples, f"{key} written twice"
-    examples[key] = ex
+    if bool(ex["face"]) != faceless:
+      examples[key] = ex
   return examples
 
 
@@ -71,7 +77,7 @@ def _assert_matches(builder, fixture):
 
 
 def _summary(builder):
-  return json.loads((pathlib.Path(builder.data_dir) / label_files.SUMMARY_FILENAME).read_text())
+  return json.loads((pathlib.Path(builder.data_dir) / build_report.SUMMARY_FILENAME).read_text())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,10 +86,10 @@ def _summary(builder):
 
 def test_affwild2_line_i_is_frame_i_and_all_minus_one_rows_are_kept():
   # "header AU1,...,AU26; data line i is frame i; values 0, 1 or -1"
-  lines = [label_files.affwild2_header(), "1,0,0,0,0,0,0,0,0,0,0,1",
+  lines = [affwild2_format.header(), "1,0,0,0,0,0,0,0,0,0,0,1",
            "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1", "0,1,0,0,0,0,0,0,0,0,0,0"]
-  table = label_files.parse_affwild2(lines, "v.txt", label_files.Problems())
-  assert label_files.affwild2_header() == "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
+  table = affwild2_format.parse_labels(lines, "v.txt", label_files.Problems())
+  assert affwild2_format.header() == "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
   np.testing.assert_array_equal(table.frames, [1, 2, 3])
   np.testing.assert_array_equal(table.labels[1], [-1] * len(aus.AFFWILD2))
   assert table.labels[0, 0] == 1 and table.labels[0, -1] == 1 and table.labels[2, 1] == 1
@@ -96,12 +102,12 @@ def test_affwild2_line_i_is_frame_i_and_all_minus_one_rows_are_kept():
     ("", "1 fields; expected 12"),  # a blank line mid-file would shift every later frame
 ])
 def test_affwild2_bad_line_names_file_and_line(line, reason):
-  lines = [label_files.affwild2_header(), "0," * 11 + "0", line, "0," * 11 + "0"]
+  lines = [affwild2_format.header(), "0," * 11 + "0", line, "0," * 11 + "0"]
   with pytest.raises(DatasetFormatError, match="^" + re.escape(f"v.txt:3: {reason}")):
-    label_files.parse_affwild2(lines, "v.txt", label_files.Problems())
+    affwild2_format.parse_labels(lines, "v.txt", label_files.Problems())
   # --skip_bad: the line is skipped (its frame 2 with it) and reported; frame 3 stays frame 3.
   problems = label_files.Problems(skip_bad=True)
-  table = label_files.parse_affwild2(lines, "v.txt", problems)
+  table = affwild2_format.parse_labels(lines, "v.txt", problems)
   np.testing.assert_array_equal(table.frames, [1, 3])
   assert problems.bad_lines[0].startswith("v.txt:3: ")
 
@@ -110,14 +116,14 @@ def test_affwild2_wrong_header_is_fatal_even_with_skip_bad():
   # "header line AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
   lines = ["AU1,AU2,AU4", "0,0,0"]
   with pytest.raises(DatasetFormatError, match=r"^v\.txt:1: header is 'AU1,AU2,AU4'; expected"):
-    label_files.parse_affwild2(lines, "v.txt", label_files.Problems(skip_bad=True))
+    affwild2_format.parse_labels(lines, "v.txt", label_files.Problems(skip_bad=True))
 
 
 def test_affwild2_left_right_are_two_videos_of_one_subject():
   # "Videos with two people carry _left / _right"
-  assert label_files.affwild2_subject("video10_1_left") == "video10_1"
-  assert label_files.affwild2_subject("video10_1_right") == "video10_1"
-  assert label_files.affwild2_subject("1-30-1280x720") == "1-30-1280x720"
+  assert affwild2_format.subject_of("video10_1_left") == "video10_1"
+  assert affwild2_format.subject_of("video10_1_right") == "video10_1"
+  assert affwild2_format.subject_of("1-30-1280x720") == "1-30-1280x720"
 
 
 def test_bp4d_selects_the_12_aus_by_header_and_maps_9_to_minus_one():
@@ -125,7 +131,7 @@ def test_bp4d_selects_the_12_aus_by_header_and_maps_9_to_minus_one():
   header = [0, 28, *reversed(aus.BP4D), 5]  # extra AUs, any order
   row = [7, 1] + [9 if au == 14 else int(au % 2) for au in reversed(aus.BP4D)] + [1]
   lines = [",".join(map(str, header)), ",".join(map(str, row))]
-  table = label_files.parse_bp4d_occ(lines, "F001_T1.csv", label_files.Problems())
+  table = bp4d_format.parse_occ(lines, "F001_T1.csv", label_files.Problems())
   np.testing.assert_array_equal(table.frames, [7])
   want = [-1 if au == 14 else au % 2 for au in aus.BP4D]
   np.testing.assert_array_equal(table.labels[0], want)
@@ -133,29 +139,29 @@ def test_bp4d_selects_the_12_aus_by_header_and_maps_9_to_minus_one():
 
 def test_bp4d_header_missing_an_au_or_not_integers_is_fatal():
   with pytest.raises(DatasetFormatError, match=r"^F\.csv:1: header lacks column\(s\) \[14\]"):
-    label_files.parse_bp4d_occ(
+    bp4d_format.parse_occ(
         [",".join(str(n) for n in (0, *aus.BP4D) if n != 14)], "F.csv",
         label_files.Problems(skip_bad=True))
   with pytest.raises(DatasetFormatError, match=r"^F\.csv:1: header field 'AU1' is not an int"):
-    label_files.parse_bp4d_occ(["0,AU1"], "F.csv", label_files.Problems())
+    bp4d_format.parse_occ(["0,AU1"], "F.csv", label_files.Problems())
 
 
 def test_bp4d_out_of_range_and_duplicate_rows():
   header = ",".join(map(str, (0, *aus.BP4D)))
   with pytest.raises(DatasetFormatError, match=r"^F\.csv:2: AU1 \(field 2\) is 2, out of range"):
-    label_files.parse_bp4d_occ([header, "1," + "2," + "0," * 10 + "0"], "F.csv",
-                               label_files.Problems())
+    bp4d_format.parse_occ([header, "1," + "2," + "0," * 10 + "0"], "F.csv",
+                          label_files.Problems())
   row = "1," + "0," * 11 + "0"
   with pytest.raises(DatasetFormatError, match=r"^F\.csv:3: frame 1 appears twice"):
-    label_files.parse_bp4d_occ([header, row, row], "F.csv", label_files.Problems())
+    bp4d_format.parse_occ([header, row, row], "F.csv", label_files.Problems())
 
 
 def test_disfa_present_iff_intensity_at_least_2_and_missing_frames_are_minus_one():
   # "lines frame,intensity, 1-based frames, intensity 0-5; present iff intensity >= 2"
-  au1 = label_files.parse_disfa_intensities(["1,0", "2,1", "3,2", "4,5"], "a1",
-                                            label_files.Problems())
-  au2 = label_files.parse_disfa_intensities(["1,3", "3,0"], "a2", label_files.Problems())
-  table = label_files.disfa_table([au1, au2])
+  au1 = disfa_format.parse_intensities(["1,0", "2,1", "3,2", "4,5"], "a1",
+                                       label_files.Problems())
+  au2 = disfa_format.parse_intensities(["1,3", "3,0"], "a2", label_files.Problems())
+  table = disfa_format.occurrence_table([au1, au2])
   np.testing.assert_array_equal(table.frames, [1, 2, 3, 4])
   np.testing.assert_array_equal(table.labels, [[0, 1], [0, -1], [1, 0], [1, -1]])
 
@@ -169,26 +175,26 @@ def test_disfa_present_iff_intensity_at_least_2_and_missing_frames_are_minus_one
 ])
 def test_disfa_bad_lines(lines, reason):
   with pytest.raises(DatasetFormatError, match="^" + re.escape(reason)):
-    label_files.parse_disfa_intensities(lines, "a.txt", label_files.Problems())
+    disfa_format.parse_intensities(lines, "a.txt", label_files.Problems())
 
 
 def test_frame_numbers_are_read_whatever_the_padding():
   # BP4D copies name frames 0001.jpg, 001.jpg, 1.jpg or 01234.jpg: detect, don't assume.
-  index = label_files.index_frames(
+  index = frames.index_frames(
       ["0001.jpg", "002.JPG", "3.png", "01234.jpeg", "Thumbs.db", "x.jpg"], "/f")
   assert {n: p.name for n, p in index.items()} == {
       1: "0001.jpg", 2: "002.JPG", 3: "3.png", 1234: "01234.jpeg"}
   with pytest.raises(DatasetFormatError, match=r"^/f: files '0001.jpg' and '1.jpg' are both"):
-    label_files.index_frames(["0001.jpg", "1.jpg"], "/f")
+    frames.index_frames(["0001.jpg", "1.jpg"], "/f")
 
 
 def test_disfa_zero_based_folders_are_shifted_to_one_based_frames():
   # "Extracted frames are commonly 0-based (SN001/0.png): mind the off-by-one."
-  zero = label_files.index_frames(["0.png", "1.png"], "/z")
-  assert {f: p.name for f, p in label_files.shift_to_one_based(zero).items()} == {
+  zero = frames.index_frames(["0.png", "1.png"], "/z")
+  assert {f: p.name for f, p in frames.shift_to_one_based(zero).items()} == {
       1: "0.png", 2: "1.png"}
-  one = label_files.index_frames(["1.png", "2.png"], "/o")
-  assert {f: p.name for f, p in label_files.shift_to_one_based(one).items()} == {
+  one = frames.index_frames(["1.png", "2.png"], "/o")
+  assert {f: p.name for f, p in frames.shift_to_one_based(one).items()} == {
       1: "1.png", 2: "2.png"}
 
 
@@ -196,13 +202,13 @@ def test_disfa_zero_based_folders_are_shifted_to_one_based_frames():
 def test_unreadable_images_name_the_file(tmp_path, kind):
   path = tmp_path / "00001.jpg"
   path.write_bytes(fixtures.image_bytes((10, 20, 30), fixtures.AFFWILD2_SIDE))
-  assert label_files.read_image(path, label_files.Problems()) == path.read_bytes()
+  assert frames.read_image(path, label_files.Problems()) == path.read_bytes()
   fixtures.corrupt_image(path, kind)
   expected = f"^{re.escape(str(path))}: .*expected a complete JPEG or PNG"
   with pytest.raises(DatasetFormatError, match=expected):
-    label_files.read_image(path, label_files.Problems())
+    frames.read_image(path, label_files.Problems())
   problems = label_files.Problems(skip_bad=True)
-  assert label_files.read_image(path, problems) is None
+  assert frames.read_image(path, problems) is None
   assert problems.bad_images[0].startswith(f"{path}: ")
 
 
@@ -211,7 +217,7 @@ def test_truncated_png_is_caught(tmp_path):
   path.write_bytes(fixtures.image_bytes((10, 20, 30), 64, "PNG"))
   fixtures.corrupt_image(path, "truncated_image")
   with pytest.raises(DatasetFormatError, match=f"^{re.escape(str(path))}: unreadable image"):
-    label_files.read_image(path, label_files.Problems())
+    frames.read_image(path, label_files.Problems())
 
 
 def test_subject_in_no_fold_names_subject_and_file():
@@ -235,7 +241,8 @@ def test_abaw3_au_build(tmp_path):
   builder = _build("abaw3_au", fixture, tmp_path / "data")
   _assert_matches(builder, fixture)
   # Features the input pipeline relies on; images at native size (112x112), not resized.
-  assert set(builder.info.features) == {"image", "labels", "video", "frame", "subject"}
+  assert set(builder.info.features) == {"image", "face", "labels", "video", "frame",
+                                        "subject"}
   assert builder.info.features["labels"].shape == (len(aus.AFFWILD2),)
   ex = next(iter(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False))))
   assert ex["image"].shape == (fixtures.AFFWILD2_SIDE, fixtures.AFFWILD2_SIDE, 3)
@@ -243,13 +250,18 @@ def test_abaw3_au_build(tmp_path):
   train = fixture.examples["train"]
   assert {k[0] for k in train} == {"1-30-1280x720", "video5_left", "video5_right"}
   assert train[("video5_right", 1)].subject == "video5"
-  # "frames where no face was found are absent": skipped and counted, listed.
+  # "frames where no face was found are absent" from cropped_aligned: their label rows are
+  # written with face=False (the challenge scores them), counted and listed.
   summary = _summary(builder)
   assert builder.info.metadata["au_names"] == list(aus.names(aus.AFFWILD2))
   assert builder.info.metadata["summary"] == summary
   train_summary = summary["splits"]["train"]
-  assert train_summary["frames_skipped_missing_image"] == fixture.missing["train"] == 1
+  assert train_summary["faceless_frames_kept"] == fixture.missing["train"] == 1
+  assert train_summary["frames_skipped_missing_image"] == 0
   assert train_summary["first_missing_images"] == ["1-30-1280x720 frame 3"]
+  (faceless,) = _read(builder, "train", faceless=True).values()
+  assert (faceless["video"].decode(), int(faceless["frame"])) == ("1-30-1280x720", 3)
+  assert not faceless["image"].any()  # a black placeholder, never trained on
   assert train_summary["frames_written"] == len(train)
   assert train_summary["videos"] == 3 and train_summary["subjects"] == 2
   assert train_summary["unannotated_frames_kept"] == 1  # the all -1 row
@@ -369,6 +381,7 @@ def _run(argv, **kwargs):
                         **kwargs)
 
 
+@pytest.mark.slow  # the build CLIs in subprocesses
 def test_build_cli(tmp_path):
   # python -m mlt_flax.data.build --dataset=disfa --manual_dir=DIR --data_dir=DIR
   fixture = fixtures.write_disfa(tmp_path / "manual")
@@ -377,24 +390,32 @@ def test_build_cli(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "disfa build summary (skip_bad=False)" in result.stdout
   assert "no image: SN003 frame 4" in result.stdout
-  assert (tmp_path / "data" / "disfa" / "1.0.0" / label_files.SUMMARY_FILENAME).exists()
+  assert (tmp_path / "data" / "disfa" / "1.0.0" / build_report.SUMMARY_FILENAME).exists()
 
 
 def test_build_cli_error_is_one_line(tmp_path):
-  # The same main(), in-process: a bad input exits with "error: <file>:<line>: ...".
+  # A bad input exits with status 1 and one line "error: <file>:<line>: ...", no traceback.
   fixture = fixtures.write_disfa(tmp_path / "manual", bad="duplicate")
-  flags.FLAGS(["build", "--dataset=disfa", f"--manual_dir={fixture.manual_dir}",
-               f"--data_dir={tmp_path / 'data'}"])
-  try:
-    with pytest.raises(SystemExit) as exit_:
-      build.main([])
-  finally:
-    flags.FLAGS.unparse_flags()
-  assert exit_.value.code == (
+  result = _run([sys.executable, "-m", "mlt_flax.data.build", "--dataset=disfa",
+                 f"--manual_dir={fixture.manual_dir}", f"--data_dir={tmp_path / 'data'}"])
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert result.stderr.splitlines()[-1] == (
       f"error: {fixture.bad_file}:{fixture.bad_line}: frame 2 appears twice; expected one line "
       "per frame (use --skip_bad to skip such lines)")
 
 
+def test_build_cli_flags_are_defined_only_when_run_and_each_has_help():
+  # Importing the module (as this test did) defines no flag: modules can import each other.
+  assert "mlt_flax.data.build" not in flags.FLAGS.flags_by_module_dict()
+  result = _run([sys.executable, "-m", "mlt_flax.data.build", "--help"])
+  assert result.stdout.startswith(build.__doc__.split("\n")[0]), result.stdout[:500]
+  helps = dict(re.findall(r"^  --(?:\[no\])?(\w+): (.+)$", result.stdout, re.M))
+  assert set(helps) == {"dataset", "manual_dir", "data_dir", "skip_bad"}, helps
+  assert all(len(text) > 10 for text in helps.values()), helps
+
+
+@pytest.mark.slow  # the build CLIs in subprocesses
 def test_tfds_build_cli(tmp_path):
   # tfds build abaw3_au/skip_bad=True --imports=mlt_flax.data.abaw3_au --manual_dir --data_dir
   fixture = fixtures.write_affwild2(tmp_path / "manual")
@@ -412,6 +433,6 @@ def test_tfds_build_cli(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "abaw3_au build summary (skip_bad=True)" in result.stdout
   data = tmp_path / "data" / "abaw3_au" / "1.0.0"
-  assert json.loads((data / label_files.SUMMARY_FILENAME).read_text())["skip_bad"] is True
+  assert json.loads((data / build_report.SUMMARY_FILENAME).read_text())["skip_bad"] is True
   builder = tfds.builder("abaw3_au", data_dir=tmp_path / "data")
   _assert_matches(builder, fixture)

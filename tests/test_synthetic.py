@@ -1,9 +1,15 @@
 """The synthetic AU video generator: Aff-Wild2 layout, determinism, and AUs that mean something."""
 
 import dataclasses
+import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
+import warnings
 
+from absl import flags
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +19,9 @@ from mlt_flax import aus
 from mlt_flax import linear_baseline
 from mlt_flax import metrics
 from mlt_flax.data import synthetic
+from mlt_flax.data.synthetic import __main__ as synthetic_cli
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 HEADER = "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
 FRAMES = 30
@@ -139,6 +148,52 @@ def test_refuses_to_overwrite_a_folder_it_did_not_generate(tmp_path):
   (tmp_path / "AU_Detection_Challenge" / "Train_Set").mkdir(parents=True)
   with pytest.raises(FileExistsError):
     synthetic.generate(tmp_path, seed=0, config=TINY)
+
+
+def test_workers_started_after_jax_do_not_fork_and_write_the_same_bytes(tiny, tmp_path):
+  # The demo generates after JAX has started its threads, where os.fork() may deadlock (JAX
+  # warns "os.fork() was called..."): workers start from a fresh interpreter instead.
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  jnp.ones(3).block_until_ready()  # JAX's backend and its threads are up
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    synthetic.generate(tmp_path, seed=0, config=TINY, num_workers=2)
+  assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+  assert read_all(tmp_path) == read_all(tiny)  # the single-process generation's bytes
+
+
+def _run_cli(*args):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, "-m", "mlt_flax.data.synthetic", *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow  # a subprocess
+def test_cli_writes_what_generate_writes_and_a_contact_sheet(tmp_path):
+  # python -m mlt_flax.data.synthetic --out_dir=DIR ... [--contact_sheet=PNG]
+  sizes = dict(num_train_videos=2, num_val_videos=1, frames_per_video=6)
+  result = _run_cli(f"--out_dir={tmp_path / 'cli'}", "--seed=3", "--num_workers=2",
+                    f"--contact_sheet={tmp_path / 'sheet.png'}",
+                    *(f"--{k}={v}" for k, v in sizes.items()))
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.loads(result.stdout)
+  assert summary["splits"]["train"]["videos"] == 2 and not summary["skipped"]
+  synthetic.generate(tmp_path / "api", seed=3, **sizes)
+  assert read_all(tmp_path / "cli") == read_all(tmp_path / "api")
+  with Image.open(tmp_path / "sheet.png") as sheet:
+    assert sheet.format == "PNG" and sheet.width > 4 * 112
+
+
+def test_cli_flags_are_defined_only_when_run_and_each_has_help():
+  # Importing the CLI module (as this test did) defines no flag.
+  assert synthetic_cli.__name__ not in flags.FLAGS.flags_by_module_dict()
+  result = _run_cli("--help")
+  assert result.stdout.startswith(synthetic_cli.__doc__.split("\n")[0]), result.stdout[:500]
+  helps = dict(re.findall(r"^  --(?:\[no\])?(\w+): (.+)$", result.stdout, re.M))
+  assert set(helps) == {"out_dir", "seed", "num_train_videos", "num_val_videos",
+                        "frames_per_video", "image_size", "num_workers", "overwrite",
+                        "contact_sheet"}, helps
+  assert all(len(text) > 10 for text in helps.values()), helps
 
 
 # --- Each AU is a local change where its muscle acts ------------------------------------------
@@ -317,6 +372,7 @@ DATA_MEMORY_FRAMES = (50, 200, 1500)  # warm-up, short, long (frames per video, 
 DATA_MEMORY_SLACK_MB = 16
 
 
+@pytest.mark.slow  # fresh processes measuring peak RSS
 def test_generating_and_building_long_videos_keeps_memory_flat(tmp_path):
   _, short, long = rss.measure(_DATA_STAGES_PEAK, tmp_path, *DATA_MEMORY_FRAMES)
   print(f"peak RSS, short -> long videos: generate {short['generate']:.0f} -> "

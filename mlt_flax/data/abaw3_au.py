@@ -1,12 +1,14 @@
 """TFDS builder ``abaw3_au``: the Aff-Wild2 Action Unit track of ABAW3 (CVPR 2022).
 
 One example per annotated frame of the challenge's ``Train_Set`` / ``Validation_Set`` label
-files that has a cropped-aligned face image; see ``Abaw3Au.MANUAL_DOWNLOAD_INSTRUCTIONS`` for
+files: its cropped-aligned face image, or ``face = False`` where the frame has none; see ``Abaw3Au.MANUAL_DOWNLOAD_INSTRUCTIONS`` for
 the manual directory. Build it with
 
   python -m mlt_flax.data.build --dataset=abaw3_au --manual_dir=DIR --data_dir=DIR
 
 or ``tfds build abaw3_au --imports=mlt_flax.data.abaw3_au --manual_dir=DIR --data_dir=DIR``.
+The layout and label format: ``affwild2_format``, docs/datasets.md, "## Aff-Wild2 (ABAW3 AU
+track)".
 """
 
 import os
@@ -16,20 +18,17 @@ import unicodedata
 import tensorflow_datasets as tfds
 
 from mlt_flax import aus
+from mlt_flax.data import affwild2_format as affwild2
 from mlt_flax.data import au_builder
+from mlt_flax.data import examples
+from mlt_flax.data import frames
 from mlt_flax.data import label_files
 
 # The label order of the challenge files, and the names stored in the dataset's metadata.
-AUS = aus.AFFWILD2
+AUS = affwild2.AUS
 AU_NAMES = aus.names(AUS)
-# The challenge's label folder (found anywhere under the manual dir) and its split folders.
-LABELS_FOLDER = "AU_Detection_Challenge"
-SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
-LABEL_SUFFIX = ".txt"
-# The face crops: cropped_aligned/<video>/<frame:05d>.jpg.
-IMAGES_FOLDER = "cropped_aligned"
-# How deep under the manual dir to look for LABELS_FOLDER; the image folder is never walked
-# (millions of files).
+# How deep under the manual dir to look for the challenge's label folder (it may sit anywhere
+# under it); the image folder is never walked (millions of files).
 MAX_SEARCH_DEPTH = 4
 
 
@@ -43,14 +42,14 @@ def find_labels_folder(manual_dir: os.PathLike | str) -> pathlib.Path:
   found = []
   for root, dirs, _ in os.walk(manual_dir):
     depth = len(pathlib.Path(root).relative_to(manual_dir).parts)
-    if LABELS_FOLDER in dirs:
-      found.append(pathlib.Path(root) / LABELS_FOLDER)
+    if affwild2.LABELS_FOLDER in dirs:
+      found.append(pathlib.Path(root) / affwild2.LABELS_FOLDER)
     # Prune: no need to look inside the images or the labels, nor too deep.
-    dirs[:] = ([] if depth + 1 >= MAX_SEARCH_DEPTH else
-               sorted(d for d in dirs if d not in (IMAGES_FOLDER, LABELS_FOLDER)))
+    skip = (affwild2.IMAGES_FOLDER, affwild2.LABELS_FOLDER)
+    dirs[:] = [] if depth + 1 >= MAX_SEARCH_DEPTH else sorted(d for d in dirs if d not in skip)
   if len(found) != 1:
     raise label_files.DatasetFormatError(
-        f"{manual_dir}: found {len(found)} {LABELS_FOLDER} folders "
+        f"{manual_dir}: found {len(found)} {affwild2.LABELS_FOLDER} folders "
         f"{[str(f) for f in found]}; expected exactly one (within {MAX_SEARCH_DEPTH} levels)")
   return found[0]
 
@@ -79,7 +78,7 @@ def video_folder(images_dir: pathlib.Path, video: str,
 
 
 def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
-               problems: label_files.Problems) -> list[label_files.Video]:
+               problems: label_files.Problems) -> list[examples.Video]:
   """Parses every ``<video>.txt`` of a challenge split folder and indexes its frames.
 
   ``<video>_left`` / ``<video>_right`` are two videos of subject ``<video>``.
@@ -88,18 +87,18 @@ def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
     raise label_files.DatasetFormatError(f"{split_dir}: split folder not found")
   videos = []
   by_nfc = {}
-  for path in label_files.label_paths(split_dir, "*" + LABEL_SUFFIX):
-    labels = label_files.parse_affwild2(label_files.read_lines(path), path, problems)
-    videos.append(label_files.Video(
+  for path in label_files.label_paths(split_dir, "*" + affwild2.LABEL_SUFFIX):
+    labels = affwild2.parse_labels(label_files.read_lines(path), path, problems)
+    videos.append(examples.Video(
         name=path.stem,
-        subject=label_files.affwild2_subject(path.stem),
+        subject=affwild2.subject_of(path.stem),
         labels=labels,
-        images=label_files.list_frames(video_folder(images_dir, path.stem, by_nfc)),
+        images=frames.list_frames(video_folder(images_dir, path.stem, by_nfc)),
     ))
   if not videos:
     raise label_files.DatasetFormatError(
-        f"{split_dir}: no {LABEL_SUFFIX} label files; expected one per video")
-  label_files.require_images(videos, images_dir, f"{IMAGES_FOLDER}/<video>/<frame>.jpg")
+        f"{split_dir}: no {affwild2.LABEL_SUFFIX} label files; expected one per video")
+  examples.require_images(videos, images_dir, f"{affwild2.IMAGES_FOLDER}/<video>/<frame>.jpg")
   return videos
 
 
@@ -107,28 +106,28 @@ class Abaw3Au(au_builder.AuFramesBuilder):
   """Aff-Wild2 AU detection (ABAW3): 12 AUs, splits ``train`` and ``validation``."""
 
   name = "abaw3_au"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  KEEP_FACELESS = True
   AUS = AUS
   HOMEPAGE = "https://ibug.doc.ic.ac.uk/resources/cvpr-2022-3rd-abaw/"
-  SPLITS = tuple(SPLIT_FOLDERS)
+  SPLITS = tuple(affwild2.SPLIT_FOLDERS)
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
   Aff-Wild2 is licensed: request it from the ABAW organisers. The manual dir must hold
     cropped_aligned/<video>/<frame>.jpg    face crops (112x112), five-digit 1-based frame
                                            numbers (00001.jpg); frames with no face are absent
-    <any folders>/{LABELS_FOLDER}/Train_Set/<video>.txt
-    <any folders>/{LABELS_FOLDER}/Validation_Set/<video>.txt
-  Each label file starts with the header {label_files.affwild2_header()}
+    <any folders>/{affwild2.LABELS_FOLDER}/Train_Set/<video>.txt
+    <any folders>/{affwild2.LABELS_FOLDER}/Validation_Set/<video>.txt
+  Each label file starts with the header {affwild2.header()}
   and its data line i holds frame i's values 0, 1 or -1 (not annotated). Videos of two
   people carry _left / _right and are two videos (subject: the name without the suffix).
-  Label lines whose frame has no image are skipped and counted in summary.json.
+  Label lines whose frame has no image are written with face=False (the challenge scores
+  every labelled frame) and counted in summary.json; they are never trained on.
   """
 
   def read_splits(self, manual_dir, stats):
-    images_dir = manual_dir / IMAGES_FOLDER
+    images_dir = manual_dir / affwild2.IMAGES_FOLDER
     if not images_dir.is_dir():
-      raise label_files.DatasetFormatError(
-          f"{images_dir}: image folder not found; expected {IMAGES_FOLDER}/<video>/<frame>.jpg")
+      raise label_files.DatasetFormatError(f"{images_dir}: image folder not found; expected "
+                                           f"{affwild2.IMAGES_FOLDER}/<video>/<frame>.jpg")
     labels_dir = find_labels_folder(manual_dir)
     return {split: read_split(labels_dir / folder, images_dir, stats[split].problems)
-            for split, folder in SPLIT_FOLDERS.items()}
+            for split, folder in affwild2.SPLIT_FOLDERS.items()}

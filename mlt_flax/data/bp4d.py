@@ -5,6 +5,8 @@ splits are the three subject folds of the JAA-Net protocol, so a run trains on
 ``fold1+fold2`` and validates on ``fold3`` (and rotates). Build it with
 
   python -m mlt_flax.data.build --dataset=bp4d --manual_dir=DIR --data_dir=DIR
+
+The label format: ``bp4d_format``, docs/datasets.md, "## BP4D".
 """
 
 import pathlib
@@ -13,6 +15,9 @@ import tensorflow_datasets as tfds
 
 from mlt_flax import aus
 from mlt_flax.data import au_builder
+from mlt_flax.data import bp4d_format
+from mlt_flax.data import examples
+from mlt_flax.data import frames
 from mlt_flax.data import label_files
 
 # The 12 standard AUs, in label order, and the names stored in the dataset's metadata.
@@ -34,7 +39,7 @@ IMAGES_FOLDER = "2DFaces"
 
 
 def read_folds(manual_dir: pathlib.Path,
-               stats: dict[str, label_files.SplitStats]) -> dict[str, list[label_files.Video]]:
+               stats: dict[str, examples.SplitStats]) -> dict[str, list[examples.Video]]:
   """Parses every AU_OCC file into the videos of its subject's fold.
 
   Args:
@@ -46,7 +51,7 @@ def read_folds(manual_dir: pathlib.Path,
 
   Raises:
     label_files.DatasetFormatError: missing folders, a file name that is not
-      ``<subject>_<task>.csv``, a subject in no fold, or a bad file (see parse_bp4d_occ).
+      ``<subject>_<task>.csv``, a subject in no fold, or a bad file (see bp4d_format.parse_occ).
   """
   labels_dir = manual_dir / LABELS_FOLDER
   paths = label_files.label_paths(labels_dir, LABEL_PATTERN)
@@ -55,19 +60,19 @@ def read_folds(manual_dir: pathlib.Path,
         f"{labels_dir}: no <subject>_<task>.csv label files found")
   folds = {fold: [] for fold in FOLDS}
   for path in paths:
-    subject, task = label_files.bp4d_video(path)
+    subject, task = bp4d_format.subject_and_task(path)
     fold = label_files.fold_of(subject, FOLDS, path)
-    labels = label_files.parse_bp4d_occ(
-        label_files.read_lines(path), path, stats[fold].problems, AUS)
-    folds[fold].append(label_files.Video(
+    labels = bp4d_format.parse_occ(label_files.read_lines(path), path, stats[fold].problems,
+                                   AUS)
+    folds[fold].append(examples.Video(
         name=f"{subject}_{task}",
         subject=subject,
         labels=labels,
-        images=label_files.list_frames(manual_dir / IMAGES_FOLDER / subject / task),
+        images=frames.list_frames(manual_dir / IMAGES_FOLDER / subject / task),
     ))
   for videos in folds.values():
-    label_files.require_images(videos, manual_dir / IMAGES_FOLDER,
-                               f"{IMAGES_FOLDER}/<subject>/<task>/<frame>.jpg")
+    examples.require_images(videos, manual_dir / IMAGES_FOLDER,
+                            f"{IMAGES_FOLDER}/<subject>/<task>/<frame>.jpg")
   return folds
 
 
@@ -75,8 +80,6 @@ class Bp4d(au_builder.AuFramesBuilder):
   """BP4D AU occurrence: 12 AUs, splits ``fold1``, ``fold2``, ``fold3`` (by subject)."""
 
   name = "bp4d"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   AUS = AUS
   HOMEPAGE = "https://www.cs.binghamton.edu/~lijun/Research/3DFE/3DFE_Analysis.html"
   SPLITS = tuple(FOLDS)

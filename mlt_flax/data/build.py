@@ -10,6 +10,7 @@ with a one-line message naming the file (and line); ``--skip_bad`` skips such li
 and lists them in the summary instead. The same builds run through TFDS's own CLI:
   tfds build abaw3_au --imports=mlt_flax.data.abaw3_au --manual_dir=DIR --data_dir=DIR
   tfds build abaw3_au/skip_bad=True --imports=mlt_flax.data.abaw3_au ...
+What a build writes: docs/datasets.md, "## What the builders write".
 """
 
 import sys
@@ -23,20 +24,14 @@ from mlt_flax.data import bp4d
 from mlt_flax.data import disfa
 from mlt_flax.data import label_files
 
+FLAGS = flags.FLAGS
+
 # Dataset name (as in the --dataset flag and in TFDS) -> builder class.
 BUILDERS = {
     "abaw3_au": abaw3_au.Abaw3Au,
     "bp4d": bp4d.Bp4d,
     "disfa": disfa.Disfa,
 }
-
-_DATASET = flags.DEFINE_enum("dataset", None, list(BUILDERS), "Dataset to build.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "The dataset as it ships.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.")
-_SKIP_BAD = flags.DEFINE_bool(
-    "skip_bad", False, "Skip malformed label lines and images (listed in the summary) "
-    "instead of stopping at the first one.")
-flags.mark_flags_as_required(["dataset", "manual_dir", "data_dir"])
 
 
 def build(dataset: str, manual_dir: str, data_dir: str,
@@ -57,14 +52,27 @@ def build(dataset: str, manual_dir: str, data_dir: str,
   return builder
 
 
+def define_flags():
+  """The CLI's flags (defined only when run as a program, so that importing defines none)."""
+  flags.DEFINE_enum("dataset", None, list(BUILDERS), "Dataset to build.", required=True)
+  flags.DEFINE_string("manual_dir", None, "The dataset as it ships (see the builder's "
+                      "MANUAL_DOWNLOAD_INSTRUCTIONS).", required=True)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir to write into; the dataset lands in "
+                      "<data_dir>/<dataset>/<version>/.", required=True)
+  flags.DEFINE_bool("skip_bad", False, "Skip malformed label lines and images (listed in the "
+                    "summary) instead of stopping at the first one.")
+
+
 def main(argv):
-  del argv  # Unused.
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
   try:
-    builder = build(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value, _SKIP_BAD.value)
+    builder = build(FLAGS.dataset, FLAGS.manual_dir, FLAGS.data_dir, FLAGS.skip_bad)
   except label_files.DatasetFormatError as e:
     sys.exit(f"error: {e}")
   print(f"{builder.name} is in {builder.data_dir}")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -5,6 +5,8 @@ subject folds of the JAA-Net protocol (train on ``fold1+fold2``, validate on ``f
 rotate). Build it with
 
   python -m mlt_flax.data.build --dataset=disfa --manual_dir=DIR --data_dir=DIR
+
+The label format: ``disfa_format``, docs/datasets.md, "## DISFA".
 """
 
 import pathlib
@@ -13,6 +15,9 @@ import tensorflow_datasets as tfds
 
 from mlt_flax import aus
 from mlt_flax.data import au_builder
+from mlt_flax.data import disfa_format
+from mlt_flax.data import examples
+from mlt_flax.data import frames
 from mlt_flax.data import label_files
 
 # The 12 coded AUs, in label order, and the names stored in the dataset's metadata.
@@ -36,7 +41,7 @@ def label_path(labels_dir: pathlib.Path, subject: str, au: int) -> pathlib.Path:
 
 
 def read_subject(labels_dir: pathlib.Path, images_dir: pathlib.Path, subject: str,
-                 problems: label_files.Problems) -> label_files.Video:
+                 problems: label_files.Problems) -> examples.Video:
   """Reads the 12 AU files of one subject and indexes its (0- or 1-based) frame folder.
 
   Raises:
@@ -48,19 +53,19 @@ def read_subject(labels_dir: pathlib.Path, images_dir: pathlib.Path, subject: st
     if not path.is_file():
       raise label_files.DatasetFormatError(
           f"{path}: label file not found; expected one file per AU {list(AUS)}")
-    intensities.append(label_files.parse_disfa_intensities(
+    intensities.append(disfa_format.parse_intensities(
         label_files.read_lines(path), path, problems))
-  return label_files.Video(
+  return examples.Video(
       name=subject,
       subject=subject,
-      labels=label_files.disfa_table(intensities),
+      labels=disfa_format.occurrence_table(intensities),
       # Frames are commonly extracted 0-based (0.png = label frame 1): detected per folder.
-      images=label_files.shift_to_one_based(label_files.list_frames(images_dir / subject)),
+      images=frames.shift_to_one_based(frames.list_frames(images_dir / subject)),
   )
 
 
 def read_folds(manual_dir: pathlib.Path,
-               stats: dict[str, label_files.SplitStats]) -> dict[str, list[label_files.Video]]:
+               stats: dict[str, examples.SplitStats]) -> dict[str, list[examples.Video]]:
   """Reads every subject folder of ``ActionUnit_Labels`` into its fold.
 
   Raises:
@@ -80,8 +85,7 @@ def read_folds(manual_dir: pathlib.Path,
     folds[fold].append(read_subject(labels_dir, manual_dir / IMAGES_FOLDER, subject,
                                     stats[fold].problems))
   for videos in folds.values():
-    label_files.require_images(videos, manual_dir / IMAGES_FOLDER,
-                               f"{IMAGES_FOLDER}/<SN>/<n>.png")
+    examples.require_images(videos, manual_dir / IMAGES_FOLDER, f"{IMAGES_FOLDER}/<SN>/<n>.png")
   return folds
 
 
@@ -89,8 +93,6 @@ class Disfa(au_builder.AuFramesBuilder):
   """DISFA AU occurrence: 12 AUs, splits ``fold1``, ``fold2``, ``fold3`` (by subject)."""
 
   name = "disfa"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   AUS = AUS
   HOMEPAGE = "http://mohammadmahoor.com/disfa/"
   SPLITS = tuple(FOLDS)
@@ -99,8 +101,8 @@ class Disfa(au_builder.AuFramesBuilder):
     {LABELS_FOLDER}/<SN>/<SN>_au<n>.txt   e.g. SN001/SN001_au1.txt, one per AU {list(AUS)}
     {IMAGES_FOLDER}/<SN>/<n>.png                  (or .jpg) frames extracted from the videos
   Label lines are 'frame,intensity' with 1-based frames and intensities
-  {label_files.DISFA_MIN_INTENSITY}-{label_files.DISFA_MAX_INTENSITY}; an AU is present iff
-  its intensity is >= {label_files.DISFA_PRESENT_INTENSITY}. Image folders that contain a
+  {disfa_format.MIN_INTENSITY}-{disfa_format.MAX_INTENSITY}; an AU is present iff
+  its intensity is >= {disfa_format.PRESENT_INTENSITY}. Image folders that contain a
   frame 0 (0.png) are 0-based (0.png is label frame 1), others 1-based; the example's frame
   is always the 1-based label frame. Frames with no image are skipped and counted in
   summary.json.
