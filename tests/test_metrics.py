@@ -1,37 +1,17 @@
-"""The ABAW3 AU metric: pooled per-AU F1, in-video smoothing, threshold/window tuning, report.
+"""The ABAW3 AU metric: pooled per-AU F1 and in-video smoothing.
 
-RECIPE "Evaluation (ABAW3 AU track)": F1_t = 2 TP_t / (2 TP_t + FP_t + FN_t) with counts pooled
-over every frame (label -1 left out), mean over AUs; probabilities smoothed by a centred moving
-mean inside each video, faceless frames masked out; thresholds tuned on a 0.005 grid, never on
-the reported split.
+docs/recipe.md, "## Evaluation (ABAW3 AU track)": F1_t = 2 TP_t / (2 TP_t + FP_t + FN_t) with
+counts pooled over every frame (label -1 left out), mean over AUs; probabilities smoothed by a
+centred moving mean inside each video, faceless frames masked out.
 """
-
-import json
 
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlt_flax import aus
+from metric_fixtures import random_split
 from mlt_flax import metrics
-
-AU_NAMES = aus.names(aus.AFFWILD2)
-
-
-def random_split(seed, num_videos=6, num_aus=12, min_len=1, max_len=40, unannotated=0.1,
-                 faceless=0.15, string_ids=False):
-  """probs (N, T), labels (N, T) in {-1, 0, 1}, video ids (N,), face mask (N,)."""
-  rng = np.random.default_rng(seed)
-  lengths = rng.integers(min_len, max_len + 1, num_videos)
-  ids = np.repeat(np.arange(num_videos), lengths)
-  if string_ids:
-    ids = np.array([f"video-{v}" for v in ids])
-  n = lengths.sum()
-  probs = rng.random((n, num_aus)).astype(np.float32)
-  labels = (rng.random((n, num_aus)) < 0.3).astype(np.int64)
-  labels[rng.random((n, num_aus)) < unannotated] = -1
-  face = rng.random(n) >= faceless
-  return probs, labels, ids, face
+from mlt_flax import tuning
 
 
 def sklearn_f1_per_au(probs, labels, thresholds=0.5):
@@ -136,10 +116,10 @@ def test_counts_merged_over_batches_equal_counts_of_the_whole():
 def test_scoring_in_row_blocks_equals_scoring_at_once(monkeypatch):
   probs, labels, _, keep = random_split(5, num_videos=10)
   whole = (metrics.confusion_counts(probs, labels, 0.3, keep),
-           metrics.f1_on_grid(probs, labels, 0.01, keep))
+           tuning.f1_on_grid(probs, labels, 0.01, keep))
   monkeypatch.setattr(metrics, "_BLOCK_ROWS", 7)  # many blocks, a ragged last one
   blocked = (metrics.confusion_counts(probs, labels, 0.3, keep),
-             metrics.f1_on_grid(probs, labels, 0.01, keep))
+             tuning.f1_on_grid(probs, labels, 0.01, keep))
   for field in ("tp", "fp", "fn", "tn"):
     np.testing.assert_array_equal(getattr(blocked[0], field), getattr(whole[0], field))
   np.testing.assert_array_equal(blocked[1], whole[1])
@@ -225,123 +205,3 @@ def test_rows_not_grouped_by_video_are_refused():
     metrics.smooth(probs, np.zeros(4, int), 3, frames=[0, 2, 1, 3])
   with pytest.raises(ValueError, match="window"):
     metrics.smooth(probs, np.zeros(4, int), 0)
-
-
-# ----------------------------------------------------------------------------- tuning
-
-
-def test_threshold_grid_is_0005_to_0995_with_0_5_exact():
-  grid = metrics.threshold_grid(0.005)
-  assert grid.size == 199 and grid[0] == 0.005 and grid[-1] == 0.995
-  assert 0.5 in grid
-
-
-@pytest.mark.parametrize("seed,step", [(0, 0.005), (1, 0.01), (2, 0.05), (3, 0.1)])
-def test_tune_thresholds_matches_a_brute_force_grid_loop(seed, step):
-  probs, labels, _, keep = random_split(seed, num_videos=10)
-  probs = np.round(probs, 2)  # many ties between thresholds
-  labels[:, 3] = np.minimum(labels[:, 3], 0)  # no positive: every threshold ties at 0
-  grid = metrics.threshold_grid(step)
-  f1 = np.stack([metrics.f1_scores(probs, labels, g, valid=keep)[0] for g in grid], axis=1)
-  want = []
-  for t in range(12):
-    best = [g for g, f in zip(grid, f1[t]) if f == f1[t].max()]
-    want.append(min(best, key=lambda g: (round(abs(g - 0.5), 9), g)))  # nearest 0.5, lower
-  got = metrics.tune_thresholds(probs, labels, step, valid=keep)
-  np.testing.assert_array_equal(got, want)
-  assert got[3] == 0.5
-  np.testing.assert_allclose(metrics.f1_on_grid(probs, labels, step, keep), f1, rtol=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_grid_f1_is_exact_for_probabilities_on_and_next_to_grid_values(dtype):
-  grid = metrics.threshold_grid(0.005)
-  on = grid.astype(dtype)
-  probs = np.concatenate([on, np.nextafter(on, dtype(0)), np.nextafter(on, dtype(1)),
-                          dtype([0.0, 1.0])])[:, None].astype(dtype)
-  labels = (np.arange(len(probs)) % 3 == 0).astype(int)[:, None]
-  want = np.array([metrics.f1_scores(probs, labels, g)[0][0] for g in grid])
-  np.testing.assert_array_equal(metrics.f1_on_grid(probs, labels, 0.005)[0], want)
-
-
-def test_tuned_thresholds_beat_or_tie_0_5_on_the_tuning_data():
-  probs, labels, _, _ = random_split(6, num_videos=30)
-  probs = probs ** 2  # skewed low: 0.5 is a poor threshold
-  tuned = metrics.tune_thresholds(probs, labels)
-  f1_tuned, mean_tuned = metrics.f1_scores(probs, labels, tuned)
-  f1_fixed, mean_fixed = metrics.f1_scores(probs, labels, 0.5)
-  assert np.all(f1_tuned >= f1_fixed)
-  assert mean_tuned > mean_fixed
-
-
-def test_tune_smoothing_picks_the_window_with_the_best_tuned_mean_f1():
-  probs, labels, ids, face = random_split(7, num_videos=12)
-  windows = (1, 3, 5, 9)
-  scores = {w: metrics.f1_scores(metrics.smooth(probs, ids, w, face), labels,
-                                 metrics.tune_thresholds(
-                                     metrics.smooth(probs, ids, w, face), labels))[1]
-            for w in windows}
-  window, thresholds = metrics.tune_smoothing(probs, labels, ids, windows, face_valid=face)
-  assert scores[window] == max(scores.values())
-  np.testing.assert_array_equal(
-      thresholds, metrics.tune_thresholds(metrics.smooth(probs, ids, window, face), labels))
-
-
-# ----------------------------------------------------------------------------- report
-
-
-@pytest.fixture(name="splits")
-def fixture_splits():
-  return random_split(10, num_videos=8), random_split(11, num_videos=8)
-
-
-def test_the_report_refuses_to_tune_on_the_reported_split(splits):
-  (p, y, v, _), (pt, yt, vt, _) = splits
-  with pytest.raises(ValueError, match="reported split"):
-    metrics.evaluation_report(p, y, v, au_names=AU_NAMES, window=5, split="validation",
-                              tune=(pt, yt, vt), tuned_on="validation")
-  # The same split under another name: the same arrays, copies, another model's outputs.
-  for same in [(p, y, v), (p.copy(), y.copy(), v.copy()), (p ** 2, y.copy(), v)]:
-    with pytest.raises(ValueError, match="identical"):
-      metrics.evaluation_report(p, y, v, au_names=AU_NAMES, window=5, split="validation",
-                                tune=same, tuned_on="train_holdout")
-  tuning = metrics.tune_split(p, y, v, tuned_on="train_holdout", windows=(5,))
-  with pytest.raises(ValueError, match="fingerprint"):
-    metrics.evaluation_report(p, y, v, au_names=AU_NAMES, window=5, split="validation",
-                              tuning=tuning)
-
-
-def test_the_report_scores_four_ways_and_records_tuned_on(splits, tmp_path):
-  (p, y, v, face), (pt, yt, vt, face_t) = splits
-  report = metrics.evaluation_report(p, y, v, au_names=AU_NAMES, window=20,
-                                     split="validation", tune=(pt, yt, vt, face_t),
-                                     tuned_on="train_holdout", windows=(5, 10),
-                                     face_valid=face)
-  assert report["split"] == "validation" and report["tuned_on"] == "train_holdout"
-  tuning = metrics.tune_split(pt, yt, vt, tuned_on="train_holdout", windows=(5, 10),
-                              face_valid=face_t)
-  assert report["window_tuned"] == tuning.window
-  th_raw = [report["thresholds_tuned_raw"][a] for a in AU_NAMES]
-  np.testing.assert_array_equal(th_raw, tuning.thresholds_raw)
-  expected = {
-      "fixed_raw": metrics.f1_scores(p, y, 0.5),
-      "fixed_smoothed": metrics.f1_scores(metrics.smooth(p, v, 20, face), y, 0.5),
-      "tuned_raw": metrics.f1_scores(p, y, tuning.thresholds_raw),
-      "tuned_smoothed": metrics.f1_scores(metrics.smooth(p, v, tuning.window, face), y,
-                                          tuning.thresholds_smoothed),
-  }
-  for name, (per_au, mean) in expected.items():
-    assert report["scores"][name]["mean"] == mean
-    assert [report["scores"][name]["per_au"][a] for a in AU_NAMES] == list(per_au)
-  # The same report from the precomputed tuning.
-  again = metrics.evaluation_report(p, y, v, au_names=AU_NAMES, window=20,
-                                    split="validation", tuning=tuning, face_valid=face)
-  assert again == report
-
-  metrics.write_report(report, tmp_path)
-  assert json.loads((tmp_path / "report.json").read_text()) == report
-  rows = (tmp_path / "per_au_f1.csv").read_text().splitlines()
-  assert rows[0].startswith("au,fixed_raw,fixed_smoothed,tuned_raw,tuned_smoothed")
-  assert [r.split(",")[0] for r in rows[1:]] == [*AU_NAMES, "mean"]
-  metrics.plot_report(report, tmp_path / "f1.png")
-  assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
