@@ -64,7 +64,8 @@ def format_summary(report: Mapping[str, object]) -> str:
     rates = " ".join(f"{name}={'n/a' if r is None else f'{r:.3f}'}"
                      for name, r in s["positive_rate"].items())
     lines.append(f"    positive rate: {rates}")
-    for key, title in (("first_missing_images", "no image"), ("first_bad_lines", "bad line"),
+    missing = "no face crop (kept, face=False)" if s["faceless_frames_kept"] else "no image"
+    for key, title in (("first_missing_images", missing), ("first_bad_lines", "bad line"),
                        ("first_bad_images", "bad image")):
       for where in s[key]:
         lines.append(f"    {title}: {where}")
