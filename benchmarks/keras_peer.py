@@ -89,12 +89,15 @@ def _attention(q, kv, m, name):
 
 
 def _mlp(x, m, name):
-  """LN(x + Dropout(W_l Dropout(GELU(W_g x))))."""
+  """LN(x + D(D(W_l D(GELU(W_g x))))): eq. 4's two dropouts, and eq. 8/11's before the sum
+  when model.mlp_residual_dropout (as the Flax model)."""
   y = keras.layers.Dense(m.mlp_dim, name=f"{name}_gelu")(x)
   y = keras.layers.Activation("gelu")(y)  # exact erf GELU, as the Flax config
   y = keras.layers.Dropout(m.dropout_rate)(y)
   y = keras.layers.Dense(m.d_model, name=f"{name}_out")(y)
   y = keras.layers.Dropout(m.dropout_rate)(y)
+  if m.mlp_residual_dropout:
+    y = keras.layers.Dropout(m.dropout_rate)(y)
   return keras.layers.LayerNormalization(epsilon=m.ln_epsilon, name=f"{name}_ln")(x + y)
 
 

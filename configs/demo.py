@@ -1,6 +1,6 @@
 """The embedded default: the MLT on a small CNN at 112x112 (8x8 tokens), for a 2-core CPU.
 
-Trains from scratch on the synthetic AU face videos (mlt_flax/data/synthetic.py, written in
+Trains from scratch on the synthetic AU face videos (mlt_flax/data/synthetic/, written in
 the Aff-Wild2 layout and built by the real abaw3_au builder into data/tfds), within minutes.
 The paper's recipe fine-tunes an ImageNet backbone on ~1M real frames; training a small CNN
 from scratch on ~5k frames needs larger transformer learning rates, a shorter warm-up and

@@ -1,6 +1,7 @@
 """Pretraining stage 2: Aff-Wild2 0.75 / DISFA 0.125 / BP4D 0.125 on the 17-AU union.
 
-Start it from stage 1 with --config.init_from=<stage 1 workdir>.
+Start it from stage 1 with --config.init_from=<stage 1 workdir>. Everything else is stage 1's,
+the backbone learning rate 5e-4 included (the authors' 17-AU grids, used for this mixture too).
 """
 
 from configs import pretrain_bp4d_disfa

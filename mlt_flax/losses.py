@@ -1,12 +1,12 @@
 """The MLT training loss: frequency-weighted BCE + lambda * per-sample, per-AU weighted Dice.
 
-RECIPE "Loss". With logits z (B, T), p = sigmoid(z), targets y (B, T) in [0, 1] (soft after
+docs/recipe.md, "Loss". With logits z (B, T), p = sigmoid(z), targets y (B, T) in [0, 1] (soft after
 mixup and label smoothing), a mask m (B, T) (0 where the label is -1) and AU weights w (T,):
   BCE  = mean_{b,t} m w_t [-y log p - (1 - y) log(1 - p)]
   Dice = mean_{b,t} m w_t [1 - (2 y p + 1) / (y^2 + p^2 + 1)]
   loss = [bce] BCE + [dice] lambda Dice
 Means run over ALL B x T entries, masked ones counting as zeros, as the authors' code does.
-(RECIPE words the BCE as "summed over AUs, averaged over the batch": that is T times this
+(The recipe words the BCE as "summed over AUs, averaged over the batch": that is T times this
 mean; with Adam's scale invariance the two train alike, and the mean keeps BCE and Dice on
 the same footing.) BCE is computed from logits, so gradients stay finite as p -> 0 or 1.
 """

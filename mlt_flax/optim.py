@@ -1,4 +1,6 @@
-"""The optimiser: one optax chain, AdamW with a schedule per parameter group (RECIPE).
+"""The optimiser: one optax chain, AdamW with a schedule per parameter group.
+
+docs/recipe.md, "Optimisation", gives the formulas and the source of each number.
 
 Groups are chosen by path rules, first match wins, and every parameter must match one:
   backbone       lr0 * decay^epoch, a staircase updated once per epoch;
@@ -6,7 +8,11 @@ Groups are chosen by path rules, first match wins, and every parameter must matc
   label_decoder  the same schedule with n = L (labels).
 Weight decay follows the learning rate: optax's adamw multiplies its weight_decay by the
 scheduled lr, so weight_decay = 1.0 gives a decay coefficient equal to the lr itself, as in
-the authors' optimizer. A group named in config.optim.frozen gets zero updates.
+the authors' optimizer. config.optim.weight_decay_mask says which parameters are decayed:
+'all' (the authors': their tfa AdamW has no decay_var_list) or 'kernels' (only the kernels of
+Dense, Conv and attention projections; biases, LayerNorm / BatchNorm parameters, the position
+embedding and the label tokens are not decayed). A group named in config.optim.frozen gets
+zero updates.
 """
 
 import re
@@ -24,6 +30,8 @@ GROUP_RULES = (  # (regex over the '/'-joined parameter path, group); first matc
     (r"^label_decoder/", "label_decoder"),
 )
 GROUPS = tuple(g for _, g in GROUP_RULES)
+WEIGHT_DECAY_MASKS = ("all", "kernels")
+KERNEL_NAME = "kernel"  # the leaf name of every Dense / Conv / attention projection matrix
 
 
 def param_groups(params) -> dict:
@@ -36,6 +44,18 @@ def param_groups(params) -> dict:
       raise ValueError(f"parameter {path!r} matches no optimiser group rule {GROUP_RULES}")
     labels[path] = group
   return flax.traverse_util.unflatten_dict(labels, sep="/")
+
+
+def _is_kernel(path, _) -> bool:
+  return getattr(path[-1], "key", None) == KERNEL_NAME
+
+
+def decayed_parameters(params):
+  """True for each parameter the 'kernels' mask decays (its leaf name is 'kernel').
+
+  A tree shaped like params; works on the partial trees optax.partition hands each group.
+  """
+  return jax.tree_util.tree_map_with_path(_is_kernel, params)
 
 
 def inverse_sqrt_warmup(batch_size: int, num_tokens: int, d_model: int, warmup_steps: float,
@@ -76,9 +96,14 @@ def make_optimizer(config: ml_collections.ConfigDict, lr_schedules: dict[str, Ca
   if unknown:
     raise ValueError(f"config.optim.frozen names unknown groups {sorted(unknown)}; "
                      f"expected some of {GROUPS}")
+  if o.weight_decay_mask not in WEIGHT_DECAY_MASKS:
+    raise ValueError(f"config.optim.weight_decay_mask = {o.weight_decay_mask!r}; expected one "
+                     f"of {WEIGHT_DECAY_MASKS}")
+  mask = decayed_parameters if o.weight_decay_mask == "kernels" else None
   transforms = {
       g: optax.set_to_zero() if g in o.frozen else optax.adamw(
-          lr_schedules[g], b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+          lr_schedules[g], b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+          mask=mask)
       for g in GROUPS}
   tx = optax.partition(transforms, param_groups)
   if o.grad_clip_norm > 0:

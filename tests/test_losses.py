@@ -1,4 +1,4 @@
-"""Each loss term against a plain numpy transcription of RECIPE.md "Loss"."""
+"""Each loss term against a plain numpy transcription of docs/recipe.md "Loss"."""
 
 import jax
 import jax.numpy as jnp

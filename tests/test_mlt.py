@@ -1,5 +1,6 @@
-"""The Multi-Label Transformer, checked against the paper's equations and RECIPE.md."""
+"""The Multi-Label Transformer, checked against the paper's equations and docs/recipe.md."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,3 +147,87 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs(tiny_model):
   out32 = models.build_model(tiny.get_config().model, 5).apply(variables, x, train=False)
   assert out16.dtype == jnp.float32
   np.testing.assert_allclose(out16, out32, atol=0.1)  # bf16 keeps ~3 significant digits
+
+
+def dropout_sites(model, variables, x):
+  """Every module call of one training forward pass, as (block path, module class, rate).
+
+  Returns {block path: [(class name, dropout rate or None), ...]} in call order, for every
+  MLPBlock and AttentionBlock of the model: where each block's dropouts sit among its layers.
+  """
+  calls = []
+
+  def record(next_fun, args, kwargs, context):
+    if context.method_name == "__call__":
+      m = context.module
+      calls.append((m.scope.path, type(m).__name__,
+                    m.rate if isinstance(m, nn.Dropout) else None,
+                    m.deterministic if isinstance(m, nn.Dropout) else None))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(0)},
+                mutable=["batch_stats"])
+  blocks = {path for path, cls, _, _ in calls if cls in ("MLPBlock", "AttentionBlock")}
+  sites = {b: [] for b in blocks}
+  for path, cls, rate, deterministic in calls:
+    if path[:-1] in blocks:  # a layer directly inside a block
+      assert deterministic in (None, False)  # every dropout acts in training
+      sites[path[:-1]].append((cls, rate))
+  return sites
+
+
+# eq. 4: Q_mlp = D(GELU(Q W_g)), MLP(Q) = D(Q_mlp W_l); eq. 8: X = LN[X~ + D(MLP(X~))] (and
+# eq. 11 for the tokens): three dropouts on the MLP path; the authors' MLPBlock.dropout1,
+# dropout2 and SALayer / CALayer dropout2.
+MLP_PATH_WITH_RESIDUAL_DROPOUT = [("Dense", None), ("Dropout", 0.1), ("Dense", None),
+                                  ("Dropout", 0.1), ("Dropout", 0.1), ("LayerNorm", None)]
+MLP_PATH_EQ4_ONLY = [("Dense", None), ("Dropout", 0.1), ("Dense", None), ("Dropout", 0.1),
+                     ("LayerNorm", None)]
+# eq. 7 / 9 / 10: LN(Q + D(MHA(Q, K, V))): one dropout, none on the attention weights.
+ATTENTION_PATH = [("MultiHeadDotProductAttention", None), ("Dropout", 0.1),
+                  ("LayerNorm", None)]
+
+
+@pytest.mark.parametrize("layout,residual_dropout", [
+    ("code", True), ("code", False), ("paper", True)])
+def test_dropout_sites_of_every_block(layout, residual_dropout):
+  config = tiny.get_config()
+  config.model.num_decoder_layers = 2
+  config.model.decoder_layout = layout
+  config.model.mlp_residual_dropout = residual_dropout
+  model = models.build_model(config.model, num_labels=3)
+  x = jnp.zeros((2, 64, 64, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  sites = dropout_sites(model, variables, x)
+  mlps = {p: s for p, s in sites.items() if p[-1].endswith("mlp")}
+  attentions = {p: s for p, s in sites.items() if p[-1].endswith("attention")}
+  # N_x = 1 encoder MLP; N_l = 2 decoder layers with 2 MLPs ('code') or 1 ('paper').
+  assert len(mlps) == 1 + 2 * (2 if layout == "code" else 1)
+  assert len(attentions) == 1 + 2 * 2
+  expected = MLP_PATH_WITH_RESIDUAL_DROPOUT if residual_dropout else MLP_PATH_EQ4_ONLY
+  for path, s in mlps.items():
+    assert s == expected, path
+  for path, s in attentions.items():
+    assert s == ATTENTION_PATH, path
+
+
+def test_the_residual_dropout_is_the_only_difference_the_switch_makes():
+  x = jax.random.normal(jax.random.key(0), (4, 6, 16))
+  on = mlt.MLPBlock(32, 0.5, 1e-6, False, jnp.float32, residual_dropout=True)
+  off = mlt.MLPBlock(32, 0.5, 1e-6, False, jnp.float32, residual_dropout=False)
+  v = on.init(jax.random.key(1), x, train=False)
+  rngs = {"dropout": jax.random.key(2)}
+  np.testing.assert_array_equal(on.apply(v, x, train=False), off.apply(v, x, train=False))
+  assert not np.allclose(on.apply(v, x, train=True, rngs=rngs),
+                         off.apply(v, x, train=True, rngs=rngs))
+
+  def skip_third_dropout(next_fun, args, kwargs, context):
+    if isinstance(context.module, nn.Dropout) and context.module.name == "Dropout_2":
+      return args[0]  # the residual dropout as identity: what is left is the 'off' block
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(skip_third_dropout):
+    without_third = on.apply(v, x, train=True, rngs=rngs)
+  np.testing.assert_allclose(without_third, off.apply(v, x, train=True, rngs=rngs),
+                             rtol=1e-6, atol=1e-6)

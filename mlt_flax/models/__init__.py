@@ -47,7 +47,8 @@ def build_model(model_config: ml_collections.ConfigDict, num_labels: int,
   dtype = DTYPES[model_config.dtype]
   blocks = dict(num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
                 dropout_rate=model_config.dropout_rate, ln_epsilon=model_config.ln_epsilon,
-                gelu_approximate=model_config.gelu_approximate, dtype=dtype)
+                gelu_approximate=model_config.gelu_approximate, dtype=dtype,
+                mlp_residual_dropout=model_config.mlp_residual_dropout)
   return mlt.MLT(
       backbone=build_backbone(model_config, bn_axis_name, dtype),
       patch_encoder=mlt.PatchEncoder(

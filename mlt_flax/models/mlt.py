@@ -20,12 +20,19 @@ DECODER_LAYOUTS = ("code", "paper")
 
 
 class MLPBlock(nn.Module):
-  """x -> LN(x + D(W_l D(GELU(W_g x))))  (eq. 4 and 8)."""
+  """x -> LN(x + D(MLP(x))), MLP(x) = D(W_l D(GELU(W_g x)))  (eq. 4, then eq. 8 / 11).
+
+  Three dropouts on the MLP path: two inside the MLP (eq. 4: after GELU, after W_l) and one
+  on its output before the residual sum (eq. 8 / 11), as the authors' `MLPBlock.dropout1`,
+  `dropout2` and `SALayer` / `CALayer` `dropout2`. residual_dropout=False drops the third,
+  leaving LN(x + D(W_l D(GELU(W_g x)))).
+  """
   mlp_dim: int
   dropout_rate: float
   ln_epsilon: float
   gelu_approximate: bool
   dtype: Any
+  residual_dropout: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -34,6 +41,8 @@ class MLPBlock(nn.Module):
     y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
     y = nn.Dense(x.shape[-1], dtype=self.dtype, name="dense_out")(y)
     y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+    if self.residual_dropout:
+      y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
     return nn.LayerNorm(epsilon=self.ln_epsilon, dtype=self.dtype, name="norm")(x + y)
 
 
@@ -62,6 +71,7 @@ class _Blocks(nn.Module):
   ln_epsilon: float = 1e-6
   gelu_approximate: bool = False
   dtype: Any = jnp.float32
+  mlp_residual_dropout: bool = True  # the third dropout of the MLP path (eq. 8 / 11)
 
   def attention(self, name, sow_weights=False):
     return AttentionBlock(self.num_heads, self.dropout_rate, self.ln_epsilon, self.dtype,
@@ -69,7 +79,7 @@ class _Blocks(nn.Module):
 
   def mlp(self, name):
     return MLPBlock(self.mlp_dim, self.dropout_rate, self.ln_epsilon, self.gelu_approximate,
-                    self.dtype, name=name)
+                    self.dtype, residual_dropout=self.mlp_residual_dropout, name=name)
 
 
 class PatchEncoder(_Blocks):
@@ -92,6 +102,11 @@ class PatchEncoder(_Blocks):
       x = self.attention(f"layer{i}_self_attention")(x, x, train)
       x = self.mlp(f"layer{i}_mlp")(x, train)
     return x
+
+
+def cross_attention_name(layer: int) -> str:
+  """The name of decoder layer `layer`'s cross-attention block (0-based)."""
+  return f"layer{layer}_cross_attention"
 
 
 class LabelDecoder(_Blocks):
@@ -117,7 +132,7 @@ class LabelDecoder(_Blocks):
       t = self.attention(f"layer{i}_self_attention")(t, t, train)
       if self.layout == "code":
         t = self.mlp(f"layer{i}_self_mlp")(t, train)
-      t = self.attention(f"layer{i}_cross_attention", sow_weights=True)(t, patches, train)
+      t = self.attention(cross_attention_name(i), sow_weights=True)(t, patches, train)
       t = self.mlp(f"layer{i}_mlp")(t, train)
     logits = nn.Dense(1, dtype=self.dtype, name="head")(t)  # W_p shared by all tokens
     return logits[..., 0]
@@ -133,3 +148,15 @@ class MLT(nn.Module):
     features = self.backbone(images, train)
     patches = self.patch_encoder(features, train)
     return self.label_decoder(patches, train).astype(jnp.float32)
+
+
+def cross_attention_maps(model: MLT, variables, images):
+  """(logits (B, L), last decoder layer's cross-attention (B, L, n_x), mean over heads).
+
+  images as for `MLT.__call__`. Where each label token looks among the patches: the maps
+  predict draws as heatmaps.
+  """
+  logits, state = model.apply(variables, images, train=False, mutable=["intermediates"])
+  last = cross_attention_name(model.label_decoder.num_layers - 1)
+  (weights,) = state["intermediates"]["label_decoder"][last]["attention"]["attention_weights"]
+  return logits, weights.mean(axis=1)
