@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine with Python 3.11 and the package registries:
 #   make demo   # virtual environment, packages, assets, then the main job on the embedded default
-#   make test   # the same set-up, then the test suite
+#   make test   # the same set-up, then the whole test suite (what CI runs)
+#   make test-fast  # the inner loop: every module, without the tests marked slow (<= 5 min)
 # Re-running is fast: each step is redone only when its inputs changed.
 
 PYTHON ?= python3.11
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 # 8 fake CPU devices for the multi-device tests.
 TEST_XLA_FLAGS := --xla_force_host_platform_device_count=8
 
-.PHONY: demo test assets clean
+.PHONY: demo test test-fast assets clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -28,6 +29,9 @@ demo: assets
 
 test: assets
 	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q $(PYTEST_ARGS) tests
+
+test-fast: assets
+	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS) tests
 
 clean:
 	rm -rf $(VENV) data/assets

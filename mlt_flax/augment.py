@@ -1,8 +1,8 @@
-"""On-device preprocessing and training augmentation (RECIPE "Data and augmentation").
+"""On-device preprocessing and training augmentation (docs/recipe.md, "Data and augmentation").
 
 Pure JAX functions meant to run inside the jitted (and shard_mapped) train step: the host only
 decodes JPEGs and ships uint8 frames at their native size (112x112 for Aff-Wild2), because
-resizing on the host is the input pipeline's real cost (PERF_NOTES "Input"). Everything works
+resizing on the host is the input pipeline's real cost (docs/performance.md, "Input pipeline"). Everything works
 on a per-device batch and draws its randomness from the key it is given; under shard_map, fold
 the device index into the key first so that devices draw different augmentations.
 
@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import ml_collections
 
 MAX_PIXEL_VALUE = 255.0  # uint8 white
-FLIP_PROB = 0.5  # RECIPE: horizontal flip of half the frames
+FLIP_PROB = 0.5  # docs/recipe.md: horizontal flip of half the frames
 FILL_MODES = ("reflect", "nearest", "constant")
 DEFAULT_FILL_MODE = "reflect"  # used when the augment config has no fill_mode field
 CONSTANT_FILL_VALUE = 0.0  # 'constant' fill, in [0, 1] pixel space: black
@@ -188,7 +188,7 @@ def mix(images: jax.Array, labels: jax.Array, lam: jax.Array, partner: jax.Array
   partner_labels = labels[partner]
   # A -1 (not annotated) entry is not a probability: mixing it would fabricate a target. An
   # entry is valid only when both the sample and its partner annotate it; invalid entries are
-  # masked out of the loss. (Partial-label datasets should not use mixup at all, RECIPE.)
+  # masked out of the loss. (Partial-label datasets should not use mixup at all: docs/recipe.md.)
   mask = ((labels >= 0) & (partner_labels >= 0)).astype(jnp.float32)
   lam_l = lam[:, None]
   soft = lam_l * labels + (1.0 - lam_l) * partner_labels

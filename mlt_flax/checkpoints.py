@@ -103,6 +103,35 @@ def _brief(message: str, head: int = 100, tail: int = 140) -> str:
   return line if len(line) <= head + tail else f"{line[:head]} ... {line[-tail:]}"
 
 
+def select_step(mngr: ocp.CheckpointManager, which: str = "best") -> int:
+  """The step of checkpoint `which`: 'best' (by validation mean F1; the latest if none was
+  evaluated), 'latest' or a step number."""
+  steps = mngr.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+  if which == "best":
+    return mngr.best_step() if mngr.best_step() is not None else mngr.latest_step()
+  if which == "latest":
+    return mngr.latest_step()
+  if not str(which).isdigit():
+    raise ValueError(f"checkpoint {which!r}: expected 'best', 'latest' or a step number")
+  if int(which) not in steps:
+    raise FileNotFoundError(f"no checkpoint for step {which} in {mngr.directory}; "
+                            f"there are {sorted(steps)}")
+  return int(which)
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state):
+  """The train state of checkpoint `step`; a CheckpointError if it does not fit the config."""
+  try:
+    return mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))["state"]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f"checkpoint step {step} in {mngr.directory} does not fit the run's config "
+        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
+
+
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, int] | None:
   """(state, step) from the newest readable checkpoint, or None if there is none.
 
@@ -112,19 +141,16 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, in
   """
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
-      restored = mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state)))
-      return restored["state"], step
-    except Exception as e:  # pylint: disable=broad-except
-      first_line = str(e).splitlines()[0][:300] if str(e) else ""
-      logging.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one",
-                      step, type(e).__name__, first_line)
+      return restore(mngr, step, abstract_state), step
+    except CheckpointError as e:
+      logging.warning("checkpoint at step %d is unreadable (%s); trying the previous one",
+                      step, e.__cause__)
       # Set it aside (never delete data) so that this step can be saved again.
       aside = pathlib.Path(mngr.directory) / f"{step}.unreadable"
       os.replace(pathlib.Path(mngr.directory) / str(step), aside)
       mngr.reload()
       print(f"warning: checkpoint step {step} in {mngr.directory} is unreadable "
-            f"({type(e).__name__}); moved to {aside.name}, falling back to the previous one")
+            f"({type(e.__cause__).__name__}); moved to {aside.name}, falling back to the previous one")
   return None
 
 

@@ -1,243 +1,231 @@
-"""Evaluation: restore a run's checkpoint, predict a split, score it as the ABAW3 AU track does.
+"""Evaluation: a run's checkpoint, scored the way the ABAW3 AU track scores a submission.
 
   python -m mlt_flax.evaluate --workdir=DIR [--checkpoint=best|latest|STEP] [--split=validation]
                               [--tune_split=NAME]
 
-Per-AU F1 and mean F1 from TP/FP/FN pooled over every frame, four ways: threshold 0.5 and
-per-AU tuned thresholds, each with and without the centred moving-mean smoothing inside each
-video. Thresholds and window are NEVER tuned on the frames they score (RECIPE's caution):
-with --tune_split=NAME they are tuned on that split; by default the reported split's videos
-are cut in two halves and each half is scored with what was tuned on the other
-('cross-video'). Writes report.json, per_au_f1.csv and f1.png into <workdir>/eval_<split>/.
+The protocol (the challenge's; docs/recipe.md, "Evaluation (ABAW3 AU track)"): every
+labelled frame of every video of the split, at full frame rate, including the frames that
+have no face crop, which take the prediction of the nearest frame with one (as the
+submission writer, `predict --abaw`, gives them); smoothing is the centred moving mean over
+frame numbers within each video; per-AU F1 from TP/FP/FN pooled over every frame; the mean
+over the AUs the split annotates. Four scorings: threshold 0.5 and per-AU tuned thresholds,
+each with and without smoothing. Thresholds and window are NEVER tuned on the frames they
+score: with --tune_split=NAME they are tuned on that split; by default the split's
+recordings are cut in two halves and each half is scored with what was tuned on the other
+('cross-video'; the two faces of a two-person recording stay in one half).
+
+Secondary rows, labelled as such: the frames with a face crop only, and every k-th of them
+(k = config.data.frame_stride: the in-training evaluation). Writes report.json,
+per_au_f1.csv, f1.png and predictions.npz into <workdir>/eval_<split>/.
 """
 
-import json
 import pathlib
 import sys
 
 from absl import app
 from absl import flags
 import jax
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
-from configs import abaw3
-from mlt_flax import aus
 from mlt_flax import checkpoints
-from mlt_flax import input_pipeline
+from mlt_flax import cli
+from mlt_flax import console
 from mlt_flax import metrics
-from mlt_flax import models
-from mlt_flax import train
+from mlt_flax import plots
+from mlt_flax import reports
+from mlt_flax import runtime
+from mlt_flax import tuning
 from mlt_flax import xla_cpu
+from mlt_flax.data import affwild2_format
 
 CROSS_VIDEO = "cross-video"
+CHALLENGE_PROTOCOL = ("challenge: every labelled frame at full frame rate; frames without a "
+                      "face crop take the nearest face frame's prediction; smoothing over "
+                      "frame numbers within each video")
 
 
-def load_config(workdir) -> ml_collections.ConfigDict:
-  """The config a run was trained with (<workdir>/config.json).
+def recording_halves(videos) -> np.ndarray:
+  """Half 0 or 1 of each row's video: recordings alternate between halves in sorted order.
 
-  Fields added to the project since the run take their defaults from configs/abaw3.py.
+  The two faces of a two-person recording ('<name>_left', '<name>_right') are one recording
+  and land in the same half: tuning on one face and scoring the other would leak.
   """
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{path} not found: is {workdir} the workdir of a training run?")
-  config = abaw3.get_config()
-  _merge(config, json.loads(path.read_text()))
-  return config
-
-
-def _merge(config: ml_collections.ConfigDict, stored: dict) -> None:
-  for key, value in stored.items():
-    if isinstance(value, dict) and key in config and isinstance(config[key],
-                                                                 ml_collections.ConfigDict):
-      _merge(config[key], value)
-    else:
-      with config.ignore_type():
-        config[key] = tuple(value) if isinstance(value, list) else value
-
-
-def restore_variables(workdir, config, which: str = "best", dp=None):
-  """The model variables {'params', 'batch_stats'} of a run's checkpoint, replicated.
-
-  which: 'best' (by validation mean F1; the latest if none was evaluated), 'latest' or a step.
-  """
-  dp = dp or train.DataParallel()
-  mngr = checkpoints.manager(workdir, config)
-  steps = mngr.all_steps()
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
-  if which == "best":
-    step = mngr.best_step() if mngr.best_step() is not None else mngr.latest_step()
-  elif which == "latest":
-    step = mngr.latest_step()
-  else:
-    step = int(which)
-    if step not in steps:
-      raise FileNotFoundError(f"no checkpoint for step {step} in {mngr.directory}; "
-                              f"there are {sorted(steps)}")
-  abstract = train.abstract_state(config, dp)
-  try:
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))
-  except Exception as e:  # pylint: disable=broad-except
-    raise checkpoints.CheckpointError(
-        f"checkpoint step {step} in {mngr.directory} does not fit the run's config "
-        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
-  state = restored["state"]
-  return {"params": state.params, "batch_stats": state.batch_stats}, step
-
-
-def predict_split(config, variables, *, dataset=None, split=None, dp=None) -> dict:
-  """Probabilities for every (strided) frame of a split, rows sorted by (video, frame).
-
-  Returns {'probs': (N, L), 'labels': (N, L), 'video': (N,) str, 'frame': (N,) int}.
-  """
-  dp = dp or train.DataParallel()
-  model = models.build_model(config.model, len(aus.label_space(config.data.label_space)))
-  predict = dp.map(lambda v, b: train.predict_step(v, b, model=model, config=config),
-                   out_specs=jax.P(train.AXIS), donate_state=False)
-  local_batch = dp.local_batch_size(config.eval.batch_size, "eval.batch_size")
-  out = {"probs": [], "labels": [], "video": [], "frame": []}
-  for batch in input_pipeline.eval_batches(
-      config, local_batch_size=local_batch, dataset=dataset, split=split,
-      process_index=jax.process_index(), process_count=jax.process_count()):
-    probs = predict(variables, dp.to_global(batch))
-    local = np.concatenate([np.asarray(s.data) for s in sorted(
-        probs.addressable_shards, key=lambda s: s.index[0].start or 0)])
-    keep = batch["valid"]
-    out["probs"].append(local[keep])
-    out["labels"].append(batch["labels"][keep])
-    out["video"].append(np.array([v.decode() for v in batch["video"][keep]], object))
-    out["frame"].append(batch["frame"][keep])
-  arrays = {k: np.concatenate(v) for k, v in out.items()}
-  order = np.lexsort((arrays["frame"], arrays["video"].astype(str)))
-  return {k: v[order] for k, v in arrays.items()}
-
-
-def in_rows(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """config.eval with its smoothing windows converted from frames to rows of the split.
-
-  Windows are in video frames (the paper's w_s = 20); with every k-th frame kept, a window of
-  w frames spans w / k rows.
-  """
-  cfg = ml_collections.ConfigDict(config.eval.to_dict())
-  rows = lambda w: max(1, round(w / config.data.frame_stride))
-  cfg.smoothing_window = rows(cfg.smoothing_window)
-  cfg.smoothing_windows = tuple(sorted({rows(w) for w in cfg.smoothing_windows}))
-  return cfg
+  recordings = np.array([affwild2_format.subject_of(v) for v in np.asarray(videos, str)])
+  names = np.unique(recordings)
+  if len(names) < 2:
+    raise ValueError(f"{len(names)} recording(s): cross-video tuning needs two or more; "
+                     "pass --tune_split")
+  return np.searchsorted(names, recordings) % 2
 
 
 def cross_video_report(pred: dict, *, au_names, split: str, cfg) -> dict:
-  """Scores `pred`, each half of its videos with thresholds/window tuned on the other half."""
-  videos = np.unique(pred["video"].astype(str))
-  if len(videos) < 2:
-    raise ValueError(f"split {split!r} has {len(videos)} video(s): cross-video tuning needs two "
-                     "or more; pass --tune_split")
-  fold_of = {v: i % 2 for i, v in enumerate(videos)}
-  fold = np.array([fold_of[v] for v in pred["video"].astype(str)])
-  shifted_raw = np.zeros_like(pred["probs"], np.float64)
+  """Scores `pred`, each half of its recordings with thresholds/window tuned on the other.
+
+  pred: {'probs', 'labels', 'video', 'frame'}, rows sorted by (video, frame); cfg: config.eval.
+  """
+  video = pred["video"].astype(str)
+  try:
+    fold = recording_halves(video)
+  except ValueError as e:
+    raise ValueError(f"split {split!r}: {e}") from e
+  probs, labels, frames = pred["probs"], pred["labels"], pred["frame"]
+  shifted_raw = np.zeros_like(probs, np.float64)
   shifted_smooth = np.zeros_like(shifted_raw)
   folds = []
   for k in (0, 1):
     rep, tun = fold == k, fold != k
-    tuning = metrics.tune_split(pred["probs"][tun], pred["labels"][tun], pred["video"][tun],
-                                tuned_on=f"{split} video half {1 - k}",
-                                windows=cfg.smoothing_windows, grid_step=cfg.threshold_grid_step)
-    folds.append(metrics.evaluation_report(
-        pred["probs"][rep], pred["labels"][rep], pred["video"][rep], au_names=au_names,
-        window=cfg.smoothing_window, split=f"{split} video half {k}", tuning=tuning,
-        threshold=cfg.threshold))
+    tuned = tuning.tune_split(probs[tun], labels[tun], video[tun],
+                              tuned_on=f"{split} video half {1 - k}",
+                              windows=cfg.smoothing_windows, grid_step=cfg.threshold_grid_step,
+                              frames=frames[tun])
+    folds.append(reports.evaluation_report(
+        probs[rep], labels[rep], video[rep], au_names=au_names,
+        window=cfg.smoothing_window, split=f"{split} video half {k}", tuning=tuned,
+        threshold=cfg.threshold, frames=frames[rep]))
     # p >= t  <=>  p - t + threshold >= threshold: one fixed threshold scores both halves.
-    shifted_raw[rep] = pred["probs"][rep] - tuning.thresholds_raw + cfg.threshold
-    smoothed = metrics.smooth(pred["probs"][rep], pred["video"][rep], tuning.window)
-    shifted_smooth[rep] = smoothed - tuning.thresholds_smoothed + cfg.threshold
+    shifted_raw[rep] = probs[rep] - tuned.thresholds_raw + cfg.threshold
+    smoothed = metrics.smooth(probs[rep], video[rep], tuned.window, frames=frames[rep])
+    shifted_smooth[rep] = smoothed - tuned.thresholds_smoothed + cfg.threshold
 
-  def scored(probs):
-    per_au, mean = metrics.f1_scores(probs, pred["labels"], cfg.threshold)
+  def scored(p):
+    per_au, mean = metrics.f1_scores(p, labels, cfg.threshold)
     return {"per_au": dict(zip(au_names, map(float, per_au))), "mean": float(mean)}
 
-  smoothed_fixed = metrics.smooth(pred["probs"], pred["video"], cfg.smoothing_window)
+  smoothed_fixed = metrics.smooth(probs, video, cfg.smoothing_window, frames=frames)
   mean_over_folds = lambda key: {au: float(np.mean([f[key][au] for f in folds]))
                                  for au in au_names}
   return {
       "split": split,
-      "tuned_on": f"{CROSS_VIDEO} ({split} videos in two halves, each scored with thresholds "
-                  "and window tuned on the other)",
+      "tuned_on": f"{CROSS_VIDEO} ({split} recordings in two halves, each scored with "
+                  "thresholds and window tuned on the other)",
       "au_names": list(au_names),
-      "num_frames": int(len(pred["probs"])),
-      "num_videos": int(len(videos)),
+      "num_frames": int(len(probs)),
+      "num_videos": int(len(np.unique(video))),
       "threshold_fixed": cfg.threshold,
       "window_fixed": cfg.smoothing_window,
       "window_tuned": [f["window_tuned"] for f in folds],
       "thresholds_tuned_raw": mean_over_folds("thresholds_tuned_raw"),
       "thresholds_tuned_smoothed": mean_over_folds("thresholds_tuned_smoothed"),
-      "scores": {"fixed_raw": scored(pred["probs"]), "fixed_smoothed": scored(smoothed_fixed),
+      "scores": {"fixed_raw": scored(probs), "fixed_smoothed": scored(smoothed_fixed),
                  "tuned_raw": scored(shifted_raw), "tuned_smoothed": scored(shifted_smooth)},
       "folds": folds,
   }
 
 
+def challenge_view(pred: dict, columns) -> dict:
+  """The split as the challenge scores it: the scored AUs' columns, and faceless frames
+  given the nearest face frame's prediction."""
+  probs = metrics.fill_faceless(pred["probs"], pred["face"], pred["video"], pred["frame"])
+  return {**pred, "probs": probs[:, columns], "labels": pred["labels"][:, columns]}
+
+
+def secondary_scores(view: dict, keep: np.ndarray, *, au_names, cfg, description: str) -> dict:
+  """Threshold-0.5 scores on a subset of the frames, raw and smoothed (over frame numbers)."""
+  p, y = view["probs"][keep], view["labels"][keep]
+  smoothed = metrics.smooth(p, view["video"][keep], cfg.smoothing_window,
+                            frames=view["frame"][keep])
+  out = {"description": description, "num_frames": int(keep.sum())}
+  for name, probs in (("fixed_raw", p), ("fixed_smoothed", smoothed)):
+    per_au, mean = metrics.f1_scores(probs, y, cfg.threshold)
+    out[name] = {"per_au": dict(zip(au_names, map(float, per_au))), "mean": float(mean)}
+  return out
+
+
 def evaluate(workdir, *, checkpoint: str = "best", split: str | None = None,
              tune_split: str = "", out_dir=None) -> dict:
-  """Scores a run's checkpoint on a split; writes and returns the report."""
-  config = load_config(workdir)
+  """Scores a run's checkpoint on a split (the challenge protocol); writes the report."""
+  dp = runtime.DataParallel()
+  run = runtime.load_run(workdir, checkpoint, dp)
+  config, cfg = run.config, run.config.eval
   split = split or config.data.eval_split
-  au_names = aus.names(aus.label_space(config.data.label_space))
-  dp = train.DataParallel()
-  variables, step = restore_variables(workdir, config, checkpoint, dp)
-  pred = predict_split(config, variables, split=split, dp=dp)
-  cfg = in_rows(config)
+  columns, au_names = runtime.scored_aus(config)
+  predict = runtime.predict_fn(config, dp)
+  pred = runtime.predict_split(run, split, dp, predict=predict, frame_stride=1, faceless=True)
+  view = challenge_view(pred, columns)
   if tune_split:
-    tune = predict_split(config, variables, split=tune_split, dp=dp)
-    report = metrics.evaluation_report(
-        pred["probs"], pred["labels"], pred["video"], au_names=au_names,
-        window=cfg.smoothing_window, split=split,
-        tune=(tune["probs"], tune["labels"], tune["video"]), tuned_on=tune_split,
-        windows=cfg.smoothing_windows, grid_step=cfg.threshold_grid_step,
-        threshold=cfg.threshold)
+    tune = challenge_view(runtime.predict_split(run, tune_split, dp, predict=predict,
+                                                frame_stride=1, faceless=True), columns)
+    tuned = tuning.tune_split(tune["probs"], tune["labels"], tune["video"].astype(str),
+                              tuned_on=tune_split, windows=cfg.smoothing_windows,
+                              grid_step=cfg.threshold_grid_step, frames=tune["frame"])
+    report = reports.evaluation_report(
+        view["probs"], view["labels"], view["video"].astype(str), au_names=au_names,
+        window=cfg.smoothing_window, split=split, tuning=tuned, threshold=cfg.threshold,
+        frames=view["frame"])
   else:
-    report = cross_video_report(pred, au_names=au_names, split=split, cfg=cfg)
-  report["frame_stride"] = config.data.frame_stride  # windows above are in rows = frames / this
-  report["checkpoint_step"] = int(step)
+    report = cross_video_report(view, au_names=au_names, split=split, cfg=cfg)
+  face, stride = view["face"], config.data.frame_stride
+  report["protocol"] = {
+      "name": "challenge", "description": CHALLENGE_PROTOCOL, "frame_stride": 1,
+      "num_frames": int(len(face)), "faceless_frames": int((~face).sum()),
+      "aus": f"the {len(au_names)} AUs {config.data.eval_dataset} annotates",
+  }
+  report["secondary"] = {
+      "face_crops": secondary_scores(
+          view, face, au_names=au_names, cfg=cfg,
+          description="frames with a face crop only, every frame"),
+      "strided": secondary_scores(
+          view, face & ((view["frame"] - 1) % stride == 0), au_names=au_names, cfg=cfg,
+          description=f"frames with a face crop, every {stride}th (the in-training "
+                      "evaluation)"),
+  }
+  report["secondary"]["strided"]["frame_stride"] = stride
+  report["checkpoint_step"] = int(run.step)
   out_dir = pathlib.Path(out_dir or pathlib.Path(workdir) / f"eval_{split}")
   if jax.process_index() == 0:
-    metrics.write_report(report, out_dir)
-    metrics.plot_report(report, out_dir / "f1.png")
-    np.savez_compressed(out_dir / "predictions.npz", **{k: np.asarray(v) for k, v in
-                                                          pred.items() if k != "video"},
-                        video=pred["video"].astype(str))
-  print_report(report)
-  print(f"wrote {out_dir}/report.json, per_au_f1.csv, f1.png")
+    reports.write_report(report, out_dir)
+    plots.plot_report(report, out_dir / "f1.png")
+    np.savez_compressed(out_dir / "predictions.npz",
+                        probs=view["probs"], labels=view["labels"], face=view["face"],
+                        frame=view["frame"], video=view["video"].astype(str))
+    print_report(report)
+    print(f"wrote {out_dir}/report.json, per_au_f1.csv, f1.png")
   return report
 
 
 def print_report(report: dict) -> None:
-  names = report["au_names"]
-  print(f"split {report['split']} ({report['num_frames']} frames, {report['num_videos']} "
-        f"videos), checkpoint step {report.get('checkpoint_step')}; tuned on "
-        f"{report['tuned_on']}")
+  """The challenge-protocol mean F1 first, then per AU, then the labelled secondary rows."""
+  names, protocol, s = report["au_names"], report["protocol"], report["scores"]
+  print(f"challenge-protocol mean F1 {s['fixed_raw']['mean']:.3f} (threshold 0.5; "
+        f"smoothed {s['fixed_smoothed']['mean']:.3f}, tuned {s['tuned_raw']['mean']:.3f}, "
+        f"tuned + smoothed {s['tuned_smoothed']['mean']:.3f})")
+  print(f"split {report['split']}, checkpoint step {report.get('checkpoint_step')}: "
+        f"{protocol['num_frames']} labelled frames ({protocol['faceless_frames']} without a "
+        f"face crop), {report['num_videos']} videos; {protocol['aus']}")
+  print(f"protocol {protocol['description']}")
+  print(f"thresholds tuned on {report['tuned_on']}")
   print("scoring".ljust(16) + "".join(n.rjust(6) for n in names) + "  mean")
-  for scoring, s in report["scores"].items():
-    print(scoring.ljust(16) + "".join(f"{s['per_au'][n]:6.3f}" for n in names) +
-          f"  {s['mean']:.3f}")
+  for scoring, row in s.items():
+    print(scoring.ljust(16) + "".join(f"{row['per_au'][n]:6.3f}" for n in names) +
+          f"  {row['mean']:.3f}")
+  for sec in report["secondary"].values():
+    print(f"secondary, {sec['description']} ({sec['num_frames']} frames): mean F1 "
+          f"{sec['fixed_raw']['mean']:.3f} at 0.5, {sec['fixed_smoothed']['mean']:.3f} "
+          "smoothed")
 
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """The CLI's flags (defined only when run as a program, so modules can import each other)."""
-  flags.DEFINE_string("workdir", None, "The training run's workdir.")
-  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  """The CLI's flags (defined only when run as a program, so the module imports cleanly)."""
+  flags.DEFINE_string("workdir", None, "The training run's workdir.", required=True)
+  flags.DEFINE_string("checkpoint", "best", "'best' (by validation mean F1), 'latest' or a "
+                      "step number.")
   flags.DEFINE_string("split", None, "Split to report (default: the config's eval_split).")
-  flags.DEFINE_string("tune_split", "", "Split to tune thresholds/window on; '' = cross-video.")
-  flags.DEFINE_string("out_dir", None, "Where to write the report (default <workdir>/eval_<split>).")
+  flags.DEFINE_string("tune_split", "", "Split to tune thresholds and window on; '' = "
+                      "cross-video (each half of the videos tuned on the other).")
+  flags.DEFINE_string("out_dir", None, "Where to write the report (default "
+                      "<workdir>/eval_<split>).")
+  cli.define_distributed_flags()
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   xla_cpu.apply_defaults()  # before anything starts JAX's backend
+  cli.initialize_distributed()
+  console.setup(FLAGS.out_dir or FLAGS.workdir)
   try:
     evaluate(FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
              tune_split=FLAGS.tune_split, out_dir=FLAGS.out_dir)
@@ -246,6 +234,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  console.quiet_native_logs()
   define_flags()
-  flags.mark_flags_as_required(["workdir"])
   app.run(main)

@@ -2,7 +2,7 @@
 
 The host only reads records and decodes JPEGs: frames travel to the devices as uint8 at their
 native size, and resizing and augmentation run there, inside the jitted step
-(mlt_flax/augment.py), where they are nearly free (PERF_NOTES: host-side resizing is the cost).
+(mlt_flax/augment.py), where they are nearly free (docs/performance.md, "Input pipeline": host-side resizing is the cost).
 
 Training stream: each dataset's training split -> keep every k-th frame
 -> drop frames with no valid label -> labels mapped to the model's label space (-1 where the
@@ -37,7 +37,7 @@ DATASET_MODULES = {
     "disfa": "mlt_flax.data.disfa",
 }
 SHUFFLE_BUFFER = 4096  # frames; TFDS already shuffled examples when it wrote the files
-STATS_VERSION = 1  # bump when the cached statistics change meaning
+STATS_VERSION = 2  # bump when the cached statistics change meaning
 
 
 def builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
@@ -47,6 +47,16 @@ def builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   importlib.import_module(DATASET_MODULES[name])
   b = tfds.builder(name, data_dir=data_dir)
   if not b.is_prepared():
+    folder = pathlib.Path(data_dir) / name
+    older = sorted(v.name for v in folder.glob("*.*.*") if v.name != str(b.version)) if (
+        folder.is_dir()) else []
+    if older:
+      raise FileNotFoundError(
+          f"dataset {name!r} in {data_dir} was built by an older mlt_flax (version "
+          f"{', '.join(older)}); this one reads version {b.version} "
+          f"({b.RELEASE_NOTES.get(str(b.version), '')}) Rebuild it: `python -m "
+          f"mlt_flax.data.build --dataset={name} --manual_dir=... --data_dir={data_dir}` "
+          f"(the old build in {folder} can then be deleted)")
     raise FileNotFoundError(
         f"dataset {name!r} is not built in {data_dir}; build it with `python -m "
         f"mlt_flax.data.build --dataset={name} --manual_dir=... --data_dir={data_dir}`")
@@ -67,15 +77,18 @@ def _map_labels(labels_int8, index):
   return tf.where(index >= 0, gathered, -tf.ones_like(gathered))
 
 
-def _keep(example, frame_stride: int, require_label: bool):
+def _keep(example, frame_stride: int, require_label: bool, faces_only: bool):
   keep = tf.equal((example["frame"] - 1) % frame_stride, 0)  # frames 1, 1+k, 1+2k, ...
   if require_label:
     keep = tf.logical_and(keep, tf.reduce_any(example["labels"] >= 0))
+  if faces_only:  # frames without a face crop (face=False) are never trained on
+    keep = tf.logical_and(keep, example["face"])
   return keep
 
 
 def _raw_split(name: str, data_dir: str, split: str, process_index: int, process_count: int,
-               frame_stride: int, require_label: bool, decode_images: bool) -> tf.data.Dataset:
+               frame_stride: int, require_label: bool, decode_images: bool,
+               faces_only: bool = True) -> tf.data.Dataset:
   b = builder(name, data_dir)
   for part in split.split("+"):  # TFDS split syntax: "fold1+fold2", "train[:90%]"
     if part.split("[")[0].strip() not in b.info.splits:
@@ -85,12 +98,12 @@ def _raw_split(name: str, data_dir: str, split: str, process_index: int, process
   decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
   ds = b.as_dataset(split=my_split, shuffle_files=False, decoders=decoders,
                     read_config=tfds.ReadConfig(add_tfds_id=False))
-  return ds.filter(lambda ex: _keep(ex, frame_stride, require_label))
+  return ds.filter(lambda ex: _keep(ex, frame_stride, require_label, faces_only))
 
 
 @dataclasses.dataclass(frozen=True)
 class SplitStats:
-  num_frames: int  # frames kept (strided, with at least one valid label)
+  num_frames: int  # frames the training stream keeps (`_keep`: strided, with a valid label)
   positives: np.ndarray  # (L,) positive entries per AU of the label space
   valid: np.ndarray  # (L,) annotated (!= -1) entries per AU
 
@@ -100,12 +113,50 @@ class SplitStats:
                      where=self.valid > 0)
 
 
-def pooled_frequency_weights(stats: list[SplitStats]) -> np.ndarray:
-  """RECIPE frequency weights (L,) from the positive rate pooled over the training splits."""
-  positives = sum(s.positives for s in stats)
-  valid = sum(s.valid for s in stats)
-  rate = np.divide(positives, valid, out=np.zeros(len(valid)), where=valid > 0)
-  return losses.weights_from_positive_rate(rate)
+def mixture_positive_rate(stats: list[SplitStats], mixing_weights) -> np.ndarray:
+  """f_t (L,): the positive rate of each AU in the training mixture, as `train_iterator` draws it.
+
+  stats: one SplitStats per dataset of config.data.datasets; mixing_weights: config.data.weights.
+
+  Derivation. `train_iterator` repeats and shuffles each dataset's stream of its n_d kept frames
+  (the frames `_keep` lets through, which SplitStats counts) and mixes the streams with
+  `tf.data.Dataset.sample_from_datasets(weights=w)`: each example comes from dataset d with
+  probability pi_d = w_d / sum_e w_e, independently of the others. Within d, a pass of n_d
+  draws yields every frame once, so a draw from d is in the long run a uniform frame of d:
+  it annotates AU t with probability a_dt / n_d and is positive for t with probability
+  p_dt / n_d (a_dt = `valid`, p_dt = `positives`). Per example of the mixture, then,
+    P(t annotated) = sum_d pi_d a_dt / n_d,   P(t positive) = sum_d pi_d p_dt / n_d,
+  and over N examples the mixture holds N times these counts (law of large numbers). The
+  positive rate among the mixture's entries that annotate t is their ratio:
+    f_t = [sum_d w_d p_dt / n_d] / [sum_d w_d a_dt / n_d]   (the 1 / sum w cancels),
+  0 where no dataset annotates t. Each dataset enters through its per-frame rates scaled by
+  its weight, not through its raw counts: pooling raw counts (sum_d p_dt / sum_d a_dt) is the
+  special case w_d proportional to n_d, i.e. one stream of all frames. A single dataset gives
+  p_t / a_t whatever its weight. The authors measure the same rates on their sampled mixture
+  stream (`src/datasets/au_merge/generation.py`, `plfrequencies` in
+  `src/dataset_statistics.py`).
+  """
+  w = np.asarray(mixing_weights, np.float64)
+  if len(w) != len(stats) or not (w > 0).all():
+    raise ValueError(f"need one positive mixing weight per dataset: {len(stats)} datasets, "
+                     f"weights {list(mixing_weights)}")
+  num_labels = len(stats[0].valid)
+  positive = np.zeros(num_labels)
+  annotated = np.zeros(num_labels)
+  for s, w_d in zip(stats, w):
+    if s.num_frames > 0:  # an empty dataset yields nothing to the mixture
+      positive += w_d * np.asarray(s.positives, np.float64) / s.num_frames
+      annotated += w_d * np.asarray(s.valid, np.float64) / s.num_frames
+  return np.divide(positive, annotated, out=np.zeros(num_labels), where=annotated > 0)
+
+
+def mixture_frequency_weights(stats: list[SplitStats], mixing_weights) -> np.ndarray:
+  """Frequency weights w_t = T (1/f_t) / sum_k (1/f_k) (L,) (docs/recipe.md, "Loss").
+
+  f_t is the positive rate of AU t in the training mixture (`mixture_positive_rate`, which
+  derives it): config.data.weights decide how much each dataset counts.
+  """
+  return losses.weights_from_positive_rate(mixture_positive_rate(stats, mixing_weights))
 
 
 def split_stats(name: str, data_dir: str, split: str, frame_stride: int,
@@ -189,15 +240,16 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
 
 
 def _slice_count(name: str, data_dir: str, split: str, frame_stride: int, process_index: int,
-                 process_count: int) -> int:
+                 process_count: int, faces_only: bool) -> int:
   """Frames of one process's slice of a split (strided), cached beside the dataset."""
   b = builder(name, data_dir)
   cache = pathlib.Path(b.data_dir) / "mlt_slice_counts.json"
   counts = json.loads(cache.read_text()) if cache.exists() else {}
-  key = f"{split}/stride{frame_stride}/{process_index}of{process_count}"
+  key = (f"{split}/stride{frame_stride}/{process_index}of{process_count}" +
+         ("" if faces_only else "/with_faceless"))
   if key not in counts:
     ds = _raw_split(name, data_dir, split, process_index, process_count, frame_stride, False,
-                    decode_images=False)
+                    decode_images=False, faces_only=faces_only)
     counts[key] = int(ds.reduce(0, lambda n, _: n + 1))
     cache.write_text(json.dumps(counts))
   return counts[key]
@@ -206,25 +258,30 @@ def _slice_count(name: str, data_dir: str, split: str, frame_stride: int, proces
 def eval_batches(config: ml_collections.ConfigDict, *, local_batch_size: int,
                  dataset: str | None = None, split: str | None = None,
                  process_index: int = 0, process_count: int = 1,
+                 frame_stride: int | None = None, faceless: bool = False,
                  ) -> Iterator[dict[str, np.ndarray]]:
-  """Every (strided) frame of a split exactly once, in fixed-shape batches.
+  """Every frame of a split with a face crop, every `frame_stride`-th (default
+  config.data.frame_stride), exactly once, in fixed-shape batches; with `faceless`, also the
+  labelled frames without one (face=False, their image a black placeholder).
 
   Yields {'image': uint8 (b, H, W, 3), 'labels': (b, L) in the label space, 'valid': (b,)
-  bool (False on padding), 'video': (b,) bytes, 'frame': (b,) int32}. All-(-1) frames are
-  kept (valid, with no label to score): they still get predictions for smoothing. Every
-  process yields the same number of batches (the largest slice's; the others are padded
-  with all-invalid batches), since each batch is one collective step on all devices.
+  bool (False on padding), 'face': (b,) bool, 'video': (b,) bytes, 'frame': (b,) int32}.
+  All-(-1) frames are kept (valid, with no label to score): they still get predictions for
+  smoothing. Every process yields the same number of batches (the largest slice's; the
+  others are padded with all-invalid batches), since each batch is one collective step on
+  all devices.
   """
   d = config.data
   name, split = dataset or d.eval_dataset, split or d.eval_split
+  stride = frame_stride or d.frame_stride
   index = label_index(name, d.label_space)
   num_batches = max(
-      -(-_slice_count(name, d.data_dir, split, d.frame_stride, p, process_count) //
+      -(-_slice_count(name, d.data_dir, split, stride, p, process_count, not faceless) //
         local_batch_size) for p in range(process_count))
-  ds = _raw_split(name, d.data_dir, split, process_index, process_count, d.frame_stride, False,
-                  decode_images=False)
-  ds = ds.map(lambda ex: {**_decode(ex, index, d.frame_size), "video": ex["video"],
-                          "frame": ex["frame"]},
+  ds = _raw_split(name, d.data_dir, split, process_index, process_count, stride, False,
+                  decode_images=False, faces_only=not faceless)
+  ds = ds.map(lambda ex: {**_decode(ex, index, d.frame_size), "face": ex["face"],
+                          "video": ex["video"], "frame": ex["frame"]},
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
   empty = {k: np.zeros((0,) + tuple(spec.shape[1:]),

@@ -13,37 +13,27 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
-from mlt_flax import checkpoints
-from mlt_flax import configuration
+from mlt_flax import cli
+from mlt_flax import console
 from mlt_flax import xla_cpu
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for outputs (checkpoints, logs, reports).")
-flags.DEFINE_enum("mode", "train", ["train", "demo", "photo_demo"],
-                  "train: train_and_evaluate; demo: synthetic data -> train -> evaluate -> "
-                  "predict; photo_demo: the untrained model on real face photos.")
-flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for several hosts.")
-flags.DEFINE_integer("num_processes", 1, "Number of processes (hosts) in the run.")
-flags.DEFINE_integer("process_id", 0, "This process's index in [0, num_processes).")
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
-
-_CLUSTER_ENV = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
 
 
-def _maybe_initialize_distributed():
-  import os  # pylint: disable=g-import-not-at-top
-  if FLAGS.num_processes > 1:
-    if os.environ.get("MLT_CPU_COLLECTIVES"):  # several CPU processes on one machine (tests)
-      jax.config.update("jax_cpu_collectives_implementation",
-                        os.environ["MLT_CPU_COLLECTIVES"])
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  elif any(v in os.environ for v in _CLUSTER_ENV):
-    jax.distributed.initialize()
+def define_flags():
+  """The entry point's flags (defined only when run as a program)."""
+  flags.DEFINE_string("workdir", None, "Directory for outputs (checkpoints, logs, reports).",
+                      required=True)
+  flags.DEFINE_enum("mode", "train", ["train", "demo", "photo_demo"],
+                    "train: train_and_evaluate; demo: synthetic data -> train -> evaluate -> "
+                    "predict; photo_demo: the untrained model on real face photos.")
+  cli.define_distributed_flags()
+  config_flags.DEFINE_config_file("config", None, "Experiment config file, e.g. "
+                                  "configs/abaw3.py; override fields with "
+                                  "--config.<field>=<value>.", lock_config=True)
+  flags.mark_flags_as_required(["config"])
 
 
 def parse_flags(argv):
@@ -61,14 +51,20 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   xla_cpu.apply_defaults()  # before anything starts JAX's backend
+  from mlt_flax import checkpoints  # pylint: disable=g-import-not-at-top
+  from mlt_flax import configuration  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   try:
     configuration.validate(config)
   except configuration.ConfigError as e:
     sys.exit(f"error: {e}")
-  _maybe_initialize_distributed()
+  cli.initialize_distributed()
+  import jax  # pylint: disable=g-import-not-at-top
+  log_file = console.setup(FLAGS.workdir)
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
+  if log_file:
+    print(f"full log: {log_file}")
   try:
     if FLAGS.mode == "demo":
       from mlt_flax import demo  # pylint: disable=g-import-not-at-top
@@ -84,5 +80,12 @@ def main(argv):
     sys.exit(f"error: {e}")
 
 
-if __name__ == "__main__":
+def run():
+  """The command line: flags, then `main`."""
+  console.quiet_native_logs()
+  define_flags()
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

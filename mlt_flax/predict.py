@@ -2,6 +2,11 @@
 
   python -m mlt_flax.predict --workdir=RUN [--checkpoint=best] --input=PATH --output=DIR
                              [--smooth] [--abaw] [--heatmap_frames=1,40] [--timeline]
+  python -m mlt_flax.predict --model=EXPORTED --input=PATH --output=DIR [...]
+
+--model runs a folder written by `python -m mlt_flax.export` with ONNX Runtime instead of a
+run's checkpoint with JAX (mlt_flax/serving.py): the same outputs, no attention heatmaps,
+no tfds: input.
 
 --input is one of:
   * a raw video or photo (.mp4, .mov, .avi, .jpg, .png, ...): the face is detected in each
@@ -23,9 +28,7 @@ every frame; faceless frames take the prediction of their nearest frame with a f
 import csv
 import dataclasses
 import pathlib
-import queue
 import sys
-import threading
 import time
 from typing import Iterator
 
@@ -38,16 +41,15 @@ import numpy as np
 from mlt_flax import augment
 from mlt_flax import aus
 from mlt_flax import checkpoints
-from mlt_flax import evaluate
+from mlt_flax import console
 from mlt_flax import faces
+from mlt_flax import media
 from mlt_flax import metrics
-from mlt_flax import models
 from mlt_flax import plots
-from mlt_flax import train
+from mlt_flax import runtime
 from mlt_flax import xla_cpu
+from mlt_flax.models import mlt
 
-VIDEO_EXTENSIONS = faces.VIDEO_EXTENSIONS
-IMAGE_EXTENSIONS = faces.IMAGE_EXTENSIONS
 PREFETCH_BATCHES = 2  # batches decoded ahead of the device
 
 
@@ -62,30 +64,26 @@ class VideoPrediction:
 
 
 class Predictor:
-  """A run's checkpoint, ready for batch inference on local devices."""
+  """A run's checkpoint, ready for batch inference on this process's devices."""
 
   def __init__(self, workdir, checkpoint: str = "best"):
-    self.config = evaluate.load_config(workdir)
-    self.au_names = aus.names(aus.label_space(self.config.data.label_space))
-    self.dp = train.DataParallel(jax.local_devices())
-    self.variables, self.step = evaluate.restore_variables(workdir, self.config, checkpoint,
-                                                           self.dp)
+    self.dp = runtime.DataParallel(jax.local_devices())
+    self.run_ = runtime.load_run(workdir, checkpoint, self.dp)
+    self.config, self.step, self.variables = (self.run_.config, self.run_.step,
+                                              self.run_.variables)
+    self.au_names = self.run_.au_names
     self.batch_size = self.dp.local_batch_size(self.config.eval.batch_size,
                                                "eval.batch_size")
     self.frame_size = self.config.data.frame_size
-    model = models.build_model(self.config.model, len(self.au_names))
-    self._predict = self.dp.map(
-        lambda v, b: train.predict_step(v, b, model=model, config=self.config),
-        out_specs=jax.P(train.AXIS), donate_state=False)
+    model = runtime.build_model(self.config)
+    self.predict = runtime.predict_fn(self.config, self.dp, model)
+    image_size = self.config.model.image_size
 
     @jax.jit
     def attention(variables, images_uint8):
-      x = augment.preprocess(images_uint8, self.config.model.image_size)
-      logits, state = model.apply(variables, x, train=False, mutable=["intermediates"])
-      decoder = state["intermediates"]["label_decoder"]
-      last = f"layer{self.config.model.num_decoder_layers - 1}_cross_attention"
-      (weights,) = decoder[last]["attention"]["attention_weights"]  # (B, heads, L, n_x)
-      return jax.nn.sigmoid(logits), weights.mean(axis=1)
+      logits, weights = mlt.cross_attention_maps(
+          model, variables, augment.preprocess(images_uint8, image_size))
+      return jax.nn.sigmoid(logits), weights
 
     self._attention = attention
 
@@ -94,48 +92,42 @@ class Predictor:
       crop = cv2.resize(crop, (self.frame_size, self.frame_size), interpolation=cv2.INTER_AREA)
     return crop
 
+  def _batches(self, frames: Iterator[faces.Frame], index: list, found: list, crops: dict,
+               heatmap_frames) -> Iterator[dict]:
+    """Fixed-shape batches of face crops: {'image': (B, S, S, 3), 'slot': (B,), 'n': ()}."""
+    images, slots = [], []
+
+    def batch():
+      padded = np.zeros((self.batch_size, self.frame_size, self.frame_size, 3), np.uint8)
+      padded[:len(images)] = images
+      return {"image": padded, "slot": np.asarray(slots, int)}
+
+    for frame in frames:
+      index.append(frame.index)
+      found.append(frame.face is not None)
+      if frame.face is None:
+        continue
+      crop = self._fit(frame.face)
+      if frame.index in heatmap_frames:
+        crops[frame.index] = crop
+      images.append(crop)
+      slots.append(len(index) - 1)
+      if len(images) == self.batch_size:
+        yield batch()
+        images, slots = [], []
+    if images:
+      yield batch()
+
   def run(self, frames: Iterator[faces.Frame], name: str,
           heatmap_frames=()) -> VideoPrediction:
     """Probabilities for a stream of frames; decoding overlaps the device's work."""
-    jobs: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
     index, found, crops = [], [], {}
-
-    def produce():
-      try:
-        batch, slots = [], []
-        for frame in frames:
-          index.append(frame.index)
-          found.append(frame.face is not None)
-          if frame.face is None:
-            continue
-          crop = self._fit(frame.face)
-          if frame.index in heatmap_frames:
-            crops[frame.index] = crop
-          batch.append(crop)
-          slots.append(len(index) - 1)
-          if len(batch) == self.batch_size:
-            jobs.put((np.stack(batch), slots))
-            batch, slots = [], []
-        if batch:
-          jobs.put((np.stack(batch), slots))
-        jobs.put(None)
-      except Exception as e:  # pylint: disable=broad-except
-        jobs.put(e)  # raised again in the consumer, with its own message
-
-    threading.Thread(target=produce, daemon=True).start()
-    results = []
-    while (job := jobs.get()) is not None:
-      if isinstance(job, Exception):
-        raise job
-      images, slots = job
-      n = len(images)
-      padded = np.zeros((self.batch_size,) + images.shape[1:], np.uint8)
-      padded[:n] = images
-      probs = self._predict(self.variables, self.dp.to_global({"image": padded}))
-      results.append((probs, n, slots))  # not read yet: the device keeps working
+    batches = runtime.prefetch(self._batches(frames, index, found, crops, heatmap_frames),
+                               PREFETCH_BATCHES)
+    results = list(runtime.infer(self.predict, self.variables, batches, self.dp))
     probs = np.full((len(index), len(self.au_names)), np.nan, np.float32)
-    for p, n, slots in results:
-      probs[slots] = np.asarray(p)[:n]
+    for batch, p in results:
+      probs[batch["slot"]] = p[:len(batch["slot"])]
     return VideoPrediction(name, np.asarray(index, int), np.asarray(found, bool), probs, crops)
 
   def attention_maps(self, crops: dict) -> dict:
@@ -153,12 +145,12 @@ def _folder_videos(root: pathlib.Path) -> dict[str, pathlib.Path]:
   """Video name -> folder of frame files, for the accepted folder layouts."""
   if (root / "cropped_aligned").is_dir():
     root = root / "cropped_aligned"
-  has_frames = lambda d: any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.iterdir())
+  has_frames = lambda d: any(p.suffix.lower() in media.IMAGE_EXTENSIONS for p in d.iterdir())
   if has_frames(root):
     return {root.name: root}
   videos = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and has_frames(d)}
   if not videos:
-    raise faces.FaceInputError(f"{root}: no frame images (<frame>.jpg) in it or in its "
+    raise media.FaceInputError(f"{root}: no frame images (<frame>.jpg) in it or in its "
                                "sub-folders; expected the Aff-Wild2 cropped_aligned layout")
   return videos
 
@@ -166,87 +158,90 @@ def _folder_videos(root: pathlib.Path) -> dict[str, pathlib.Path]:
 def _folder_frames(folder: pathlib.Path) -> Iterator[faces.Frame]:
   files = {}
   for p in folder.iterdir():
-    if p.suffix.lower() in IMAGE_EXTENSIONS:
+    if p.suffix.lower() in media.IMAGE_EXTENSIONS:
       if not p.stem.isdigit():
-        raise faces.FaceInputError(f"{p}: frame files must be named by their frame number, "
+        raise media.FaceInputError(f"{p}: frame files must be named by their frame number, "
                                    "e.g. 00001.jpg")
       files[int(p.stem)] = p
   for i in range(1, max(files) + 1):
     path = files.get(i)
-    crop = faces.read_image(path) if path is not None else None
+    crop = media.read_image(path) if path is not None else None
     yield faces.Frame(index=i, face=crop, box=None,
                       source_shape=crop.shape[:2] if crop is not None else (0, 0))
 
 
-def fill_faceless(probs: np.ndarray, face_found: np.ndarray) -> np.ndarray:
-  """Each faceless frame takes the prediction of its nearest frame with a face (ABAW rule)."""
-  if not face_found.any():
-    return np.zeros_like(probs)
-  idx = np.flatnonzero(face_found)
-  pos = np.searchsorted(idx, np.arange(len(probs)))
-  left = idx[np.clip(pos - 1, 0, len(idx) - 1)]
-  right = idx[np.clip(pos, 0, len(idx) - 1)]
-  rows = np.arange(len(probs))
-  nearest = np.where(np.abs(rows - left) <= np.abs(right - rows), left, right)
-  return probs[nearest]
-
-
 def write_outputs(pred: VideoPrediction, out: pathlib.Path, au_names, *, smooth_window: int,
                   threshold: float, abaw: bool) -> dict:
-  """The per-frame CSV (and the ABAW file); returns a small summary of the video."""
-  probs = pred.probs
-  if smooth_window > 1 and pred.face_found.any():
-    probs = metrics.smooth(np.nan_to_num(probs), np.zeros(len(probs), int), smooth_window,
-                           valid=pred.face_found, frames=pred.frames)
-  probs = np.where(pred.face_found[:, None], probs, np.nan)
+  """The per-frame CSV (and the ABAW file); returns a small summary of the video.
+
+  Both hold the probabilities a challenge submission holds (`metrics.challenge_probs`):
+  faceless frames take their nearest face frame's prediction, then (smooth_window > 1) the
+  moving mean over frame numbers. The CSV leaves faceless rows blank (face_found = 0); the
+  ABAW file, like the challenge, has a line for every frame.
+  """
+  submission = metrics.challenge_probs(np.nan_to_num(pred.probs), pred.face_found,
+                                       np.zeros(len(pred.frames), int), pred.frames,
+                                       smooth_window)
   out.mkdir(parents=True, exist_ok=True)
   with open(out / f"{pred.name}.csv", "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["frame", "face_found", *(f"p_{n}" for n in au_names), *au_names])
     for i, frame in enumerate(pred.frames):
       if pred.face_found[i]:
-        w.writerow([frame, 1, *(f"{p:.4f}" for p in probs[i]),
-                    *(int(p >= threshold) for p in probs[i])])
+        w.writerow([frame, 1, *(f"{p:.4f}" for p in submission[i]),
+                    *(int(p >= threshold) for p in submission[i])])
       else:
         w.writerow([frame, 0, *([""] * 2 * len(au_names))])
   if abaw:
-    _write_abaw(probs, pred, out / "abaw", au_names, threshold)
+    _write_abaw(submission, pred, out / "abaw", au_names, threshold)
   return {"video": pred.name, "frames": int(len(pred.frames)),
           "frames_with_face": int(pred.face_found.sum())}
 
 
-def _write_abaw(probs, pred, out: pathlib.Path, au_names, threshold):
+def _write_abaw(submission, pred, out: pathlib.Path, au_names, threshold):
   """One txt per video: the challenge header, then a 0/1 line for EVERY frame 1..N."""
   challenge = aus.names(aus.AFFWILD2)
   missing = [n for n in challenge if n not in au_names]
   if missing:
     raise ValueError(f"--abaw needs the 12 Aff-Wild2 AUs; this model lacks {missing}")
   cols = [list(au_names).index(n) for n in challenge]
-  filled = fill_faceless(np.nan_to_num(probs), pred.face_found)[:, cols]
   if not np.array_equal(pred.frames, np.arange(1, len(pred.frames) + 1)):
     raise ValueError(f"{pred.name}: frames must be numbered 1..N for the ABAW format")
   out.mkdir(parents=True, exist_ok=True)
   lines = [",".join(challenge)] + [",".join(str(int(v >= threshold)) for v in row)
-                                   for row in filled]
+                                   for row in submission[:, cols]]
   (out / f"{pred.name}.txt").write_text("\n".join(lines) + "\n")
 
 
 def predict(workdir, input_path: str, output, *, checkpoint="best", smooth=False,
-            abaw=False, heatmap_frames=(), timeline=False) -> list[dict]:
-  """Runs a checkpoint on `input_path`; writes CSVs/ABAW/plots into `output`; returns summaries."""
+            abaw=False, heatmap_frames=(), timeline=False, model=None) -> list[dict]:
+  """Runs a checkpoint on `input_path`; writes CSVs/ABAW/plots into `output`; returns summaries.
+
+  model: an export folder (mlt_flax.export) to run with ONNX Runtime instead (workdir unused).
+  """
   out = pathlib.Path(output)
-  predictor = Predictor(workdir, checkpoint)
+  if model is not None:
+    if input_path.startswith("tfds:"):
+      raise ValueError(f"--input={input_path}: a TFDS split needs the run (--workdir); "
+                       "--model takes videos, photos and frame folders")
+    from mlt_flax import serving  # pylint: disable=g-import-not-at-top  (ONNX Runtime, on demand)
+    predictor = serving.OnnxPredictor(model)
+  else:
+    predictor = Predictor(workdir, checkpoint)
   config, names = predictor.config, predictor.au_names
   window = config.eval.smoothing_window if smooth else 1
   t0 = time.perf_counter()
   if input_path.startswith("tfds:"):
     split = input_path[len("tfds:"):]
-    p = evaluate.predict_split(config, predictor.variables, split=split, dp=predictor.dp)
+    # Every labelled frame of the split, at full frame rate, faceless ones included (marked):
+    # the frames a challenge submission has a line for.
+    p = runtime.predict_split(predictor.run_, split, predictor.dp, predict=predictor.predict,
+                              frame_stride=1, faceless=True)
     streams = []
     for v in np.unique(p["video"].astype(str)):
       rows = p["video"].astype(str) == v
-      streams.append(VideoPrediction(v, p["frame"][rows], np.ones(rows.sum(), bool),
-                                     p["probs"][rows].astype(np.float32), {}))
+      probs = np.where(p["face"][rows, None], p["probs"][rows], np.nan).astype(np.float32)
+      streams.append(VideoPrediction(v, p["frame"][rows], p["face"][rows], probs, {}))
     predictions = iter(streams)
   else:
     path = pathlib.Path(input_path)
@@ -286,29 +281,37 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """The CLI's flags (defined only when run as a program, so modules can import each other)."""
+  """The CLI's flags (defined only when run as a program, so the module imports cleanly)."""
   flags.DEFINE_string("workdir", None, "The training run whose checkpoint to use.")
-  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-  flags.DEFINE_string("input", None, "A video/photo, a folder of face frames, or tfds:SPLIT.")
-  flags.DEFINE_string("output", None, "Output folder.")
-  flags.DEFINE_bool("smooth", False, "Smooth probabilities within each video (config window).")
+  flags.DEFINE_string("model", None, "Instead of --workdir: a folder written by "
+                      "`python -m mlt_flax.export`, run with ONNX Runtime.")
+  flags.mark_flags_as_mutual_exclusive(["workdir", "model"], required=True)
+  flags.DEFINE_string("checkpoint", "best", "'best' (by validation mean F1), 'latest' or a "
+                      "step number.")
+  flags.DEFINE_string("input", None, "A video or photo, a folder of face frames "
+                      "(cropped_aligned layout), or tfds:SPLIT.", required=True)
+  flags.DEFINE_string("output", None, "Output folder.", required=True)
+  flags.DEFINE_bool("smooth", False, "Smooth probabilities within each video (the config's "
+                    "eval.smoothing_window).")
   flags.DEFINE_bool("abaw", False, "Also write the ABAW3 submission format (abaw/<video>.txt).")
   flags.DEFINE_list("heatmap_frames", [], "Frame numbers to draw attention heatmaps for.")
   flags.DEFINE_bool("timeline", False, "Draw an AU timeline per video.")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   xla_cpu.apply_defaults()  # before anything starts JAX's backend
+  console.setup(FLAGS.output)
   try:
     predict(FLAGS.workdir, FLAGS.input, FLAGS.output, checkpoint=FLAGS.checkpoint,
             smooth=FLAGS.smooth, abaw=FLAGS.abaw, timeline=FLAGS.timeline,
-            heatmap_frames={int(f) for f in FLAGS.heatmap_frames})
+            heatmap_frames={int(f) for f in FLAGS.heatmap_frames}, model=FLAGS.model)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
     sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
+  console.quiet_native_logs()
   define_flags()
-  flags.mark_flags_as_required(["workdir", "input", "output"])
   app.run(main)

@@ -14,13 +14,14 @@ import pytest  # noqa: E402  (after the XLA flags)
 def synthetic_tfds(tmp_path_factory):
   """A small synthetic Aff-Wild2-layout set, built by the real abaw3_au builder.
 
-  Returns the TFDS data_dir. 4 training and 2 validation videos of 40 frames (some faceless,
-  some -1 rows), 112x112: the layout and builder of the real thing, at test size.
+  Returns the TFDS data_dir. 4 training and 4 validation videos (3 recordings: one has two
+  faces, _left and _right) of 40 frames (some faceless, some -1 rows), 112x112: the layout
+  and builder of the real thing, at test size.
   """
   from mlt_flax.data import build  # pylint: disable=g-import-not-at-top
   from mlt_flax.data import synthetic  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("synthetic")
-  synthetic.generate(root / "manual", seed=0, num_train_videos=4, num_val_videos=2,
+  synthetic.generate(root / "manual", seed=0, num_train_videos=4, num_val_videos=4,
                      frames_per_video=40)
   build.build("abaw3_au", str(root / "manual"), str(root / "tfds"))
   return str(root / "tfds")
@@ -47,6 +48,15 @@ def trained(synthetic_tfds, tmp_path_factory):
                        checkpoint_every_steps=6)
   summary = train.train_and_evaluate(config, str(workdir))
   return config, workdir, summary
+
+
+@pytest.fixture(scope="session")
+def report(trained, tmp_path_factory):
+  """The evaluation report of the trained run's best checkpoint, and the folder it is in."""
+  from mlt_flax import evaluate  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = trained
+  out = tmp_path_factory.mktemp("eval")
+  return evaluate.evaluate(workdir, checkpoint="best", out_dir=out), out
 
 
 def complete_steps(workdir):

@@ -19,7 +19,6 @@ import pathlib
 import sys
 import time
 
-from absl import app
 from orbax.checkpoint._src.path import atomicity
 
 from mlt_flax import input_pipeline
@@ -88,4 +87,4 @@ if __name__ == "__main__":
   {"save": hold_in_save, "eval": hold_in_eval}[point](int(target))
   sys.argv = [sys.argv[0], *main_argv]  # ml_collections reads --config.* overrides from here
   from mlt_flax import main as entry  # pylint: disable=g-import-not-at-top
-  app.run(entry.main, flags_parser=entry.parse_flags)
+  entry.run()

@@ -1,4 +1,4 @@
-"""On-device augmentation: each RECIPE step ("Data and augmentation") as a checked property.
+"""On-device augmentation: each step of docs/recipe.md ("Data and augmentation") as a checked property.
 
 Order: mixup -> flip -> brightness -> channel drop -> rotation -> zoom -> label smoothing, with
 the geometric steps and the resize fused into one bilinear resampling (`augment.warp`).

@@ -390,7 +390,7 @@ def test_build_cli(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "disfa build summary (skip_bad=False)" in result.stdout
   assert "no image: SN003 frame 4" in result.stdout
-  assert (tmp_path / "data" / "disfa" / "1.0.0" / build_report.SUMMARY_FILENAME).exists()
+  assert (tmp_path / "data" / "disfa" / "2.0.0" / build_report.SUMMARY_FILENAME).exists()
 
 
 def test_build_cli_error_is_one_line(tmp_path):
@@ -432,7 +432,7 @@ def test_tfds_build_cli(tmp_path):
   result = _run(command + argv)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "abaw3_au build summary (skip_bad=True)" in result.stdout
-  data = tmp_path / "data" / "abaw3_au" / "1.0.0"
+  data = tmp_path / "data" / "abaw3_au" / "2.0.0"
   assert json.loads((data / build_report.SUMMARY_FILENAME).read_text())["skip_bad"] is True
   builder = tfds.builder("abaw3_au", data_dir=tmp_path / "data")
   _assert_matches(builder, fixture)

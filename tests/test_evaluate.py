@@ -17,21 +17,19 @@ from mlt_flax import metrics
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def report(trained, tmp_path_factory):
-  _, workdir, _ = trained
-  out = tmp_path_factory.mktemp("eval")
-  return evaluate.evaluate(workdir, checkpoint="best", out_dir=out), out
-
-
-def test_report_scores_every_strided_validation_frame_four_ways(report, trained):
+def test_report_scores_every_frame_of_the_split_four_ways(report, trained):
+  # Every example of the built validation split (every labelled frame, with or without a
+  # face crop), in (video, frame) order, each once; the strided row counts every k-th face.
   rep, out = report
   config, _, _ = trained
   ds = input_pipeline.builder("abaw3_au", config.data.data_dir).as_dataset(
       split="validation", decoders={"image": tfds.decode.SkipDecoding()})
-  frames = sorted((ex["video"].decode(), int(ex["frame"])) for ex in tfds.as_numpy(ds)
-                  if (int(ex["frame"]) - 1) % config.data.frame_stride == 0)
+  examples = [(ex["video"].decode(), int(ex["frame"]), bool(ex["face"]))
+              for ex in tfds.as_numpy(ds)]
+  frames = sorted((v, f) for v, f, _ in examples)
   assert rep["num_frames"] == len(frames)
+  assert rep["secondary"]["strided"]["num_frames"] == sum(
+      1 for _, f, face in examples if face and (f - 1) % config.data.frame_stride == 0)
   assert set(rep["scores"]) == {"fixed_raw", "fixed_smoothed", "tuned_raw", "tuned_smoothed"}
   pred = np.load(out / "predictions.npz", allow_pickle=False)
   assert list(zip(pred["video"], pred["frame"])) == frames  # (video, frame) order, each once

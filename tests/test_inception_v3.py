@@ -17,8 +17,8 @@ from mlt_flax.models import inception_v3
 from mlt_flax.models import torchscript_import as ti
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "inception_v3_fid_golden.npz"
-ARCHIVE_TENSORS = 376  # RECIPE: the archive holds 376 tensors
-TRUNK_SIZE = 21_802_784  # RECIPE: parameters + BatchNorm statistics, = Keras include_top=False
+ARCHIVE_TENSORS = 376  # docs/recipe.md, "Model": the archive holds 376 tensors
+TRUNK_SIZE = 21_802_784  # docs/recipe.md: parameters + BatchNorm statistics, = Keras include_top=False
 
 
 def shapes(model, size):

@@ -19,6 +19,8 @@ import pytest
 from conftest import complete_steps
 import fault_points
 
+pytestmark = pytest.mark.slow  # several processes over jax.distributed
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_STEPS = 8
 EVERY = 2  # evaluate and checkpoint every 2 steps
@@ -68,11 +70,9 @@ def run(workdir, data_dir, num_processes, devices_per_process, name="run"):
 def final_params(workdir, step):
   """The params of a run's checkpoint, restored onto one device of this test process."""
   import jax  # pylint: disable=g-import-not-at-top
-  from mlt_flax import evaluate  # pylint: disable=g-import-not-at-top
-  from mlt_flax import train  # pylint: disable=g-import-not-at-top
-  variables, _ = evaluate.restore_variables(workdir, evaluate.load_config(workdir), str(step),
-                                            dp=train.DataParallel(jax.devices()[:1]))
-  return jax.tree.leaves(jax.device_get(variables["params"]))
+  from mlt_flax import runtime  # pylint: disable=g-import-not-at-top
+  run = runtime.load_run(workdir, str(step), runtime.DataParallel(jax.devices()[:1]))
+  return jax.tree.leaves(jax.device_get(run.variables["params"]))
 
 
 def assert_close_params(workdir_a, workdir_b):
@@ -124,3 +124,38 @@ def test_two_processes_killed_mid_run_resume_to_the_same_end(synthetic_tfds, uni
   reference = DIGEST.search(uninterrupted["2x2"][1][0]).group(2)
   assert [DIGEST.search(o).group(2) for o in outs] == [reference, reference]
   assert_close_params(uninterrupted["1x4"][0], tmp_path)
+
+
+def evaluate_with(workdir, out_dir, num_processes, devices_per_process):
+  """`python -m mlt_flax.evaluate` on `num_processes` processes; returns report.json."""
+  port = free_port()
+  env = dict(os.environ, MLT_CPU_COLLECTIVES="gloo", JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "mlt_flax.evaluate", f"--workdir={workdir}",
+       f"--out_dir={out_dir}", f"--num_processes={num_processes}", f"--process_id={i}",
+       f"--coordinator_address=127.0.0.1:{port}"],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(num_processes)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for i, p in enumerate(procs):
+    assert p.returncode == 0, f"process {i}:\n{outs[i][-3000:]}"
+  import json  # pylint: disable=g-import-not-at-top
+  return json.loads((pathlib.Path(out_dir) / "report.json").read_text())
+
+
+def test_evaluation_on_two_processes_reports_the_whole_split(uninterrupted, tmp_path):
+  # Each process reads its share of the split; the report gathers every process's rows, so
+  # 2 processes x 2 devices report what 1 process x 4 devices reports, frame for frame.
+  workdir = uninterrupted["2x2"][0]
+  one = evaluate_with(workdir, tmp_path / "1x4", 1, 4)
+  two = evaluate_with(workdir, tmp_path / "2x2", 2, 2)
+  assert two["protocol"] == one["protocol"] and two["num_frames"] == one["num_frames"]
+  assert two["num_videos"] == one["num_videos"]
+  for scoring in ("fixed_raw", "fixed_smoothed", "tuned_raw", "tuned_smoothed"):
+    for au, f1 in one["scores"][scoring]["per_au"].items():
+      assert two["scores"][scoring]["per_au"][au] == pytest.approx(f1, abs=1e-6), (scoring, au)
+  a = np.load(tmp_path / "1x4" / "predictions.npz")
+  b = np.load(tmp_path / "2x2" / "predictions.npz")
+  assert list(a["video"]) == list(b["video"]) and (a["frame"] == b["frame"]).all()
+  np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)

@@ -11,7 +11,8 @@ from conftest import write_face_video
 import rss
 from mlt_flax import assets
 from mlt_flax import aus
-from mlt_flax import faces
+from mlt_flax import media
+from mlt_flax import metrics
 from mlt_flax import predict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,15 +30,15 @@ def read_csv(path):
 def test_fill_faceless_takes_the_nearest_frame_with_a_face():
   probs = np.array([[0.0], [0.9], [0.0], [0.0], [0.0], [0.2], [0.0]])
   found = np.array([False, True, False, False, False, True, False])
-  np.testing.assert_array_equal(predict.fill_faceless(probs, found)[:, 0],
+  np.testing.assert_array_equal(metrics.fill_faceless(probs, found)[:, 0],
                                 [0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2])  # ties: earlier frame
-  assert (predict.fill_faceless(probs, np.zeros(7, bool)) == 0).all()
+  assert (metrics.fill_faceless(probs, np.zeros(7, bool)) == 0).all()
 
 
 def test_raw_video_gives_one_row_per_frame_and_the_abaw_file(trained, tmp_path):
   _, workdir, _ = trained
   video = assets.path("single_face.mp4")
-  n = sum(1 for _ in faces.read_video(video))
+  n = sum(1 for _ in media.read_video(video))
   (summary,) = predict.predict(workdir, str(video), tmp_path, smooth=True, abaw=True,
                                timeline=True, heatmap_frames={1, 30})
   header, rows = read_csv(tmp_path / "single_face.csv")
@@ -97,6 +98,7 @@ def corrupt_video(d):
     (lambda d: d / "missing.mp4", "no such file"),
     (corrupt_video, "broken.mp4"),
 ])
+@pytest.mark.slow  # the CLI in a subprocess
 def test_bad_inputs_are_one_line_errors(trained, tmp_path, make_input, message):
   _, workdir, _ = trained
   path = make_input(tmp_path)
@@ -107,6 +109,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, make_input, message):
   assert r.stderr.strip().splitlines()[-1].startswith("error:") and message in r.stderr
 
 
+@pytest.mark.slow  # the CLI in a subprocess
 def test_missing_checkpoint_is_a_one_line_error(tmp_path):
   r = subprocess.run([sys.executable, "-m", "mlt_flax.predict", f"--workdir={tmp_path}",
                       f"--input={assets.path('single_face.jpg')}", f"--output={tmp_path}"],
@@ -136,7 +139,7 @@ def test_zero_length_video_is_a_one_line_error(trained, tmp_path):
   _, workdir, _ = trained
   empty = tmp_path / "empty.avi"
   cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64)).release()
-  with pytest.raises(faces.FaceInputError, match="empty.avi"):
+  with pytest.raises(media.FaceInputError, match="empty.avi"):
     predict.predict(workdir, str(empty), tmp_path / "out")
 
 
@@ -156,6 +159,7 @@ print(json.dumps(peaks))
 """
 
 
+@pytest.mark.slow  # fresh processes measuring peak RSS
 def test_predict_memory_stays_flat_as_the_video_grows(trained, tmp_path):
   _, workdir, _ = trained
   videos = [write_face_video(tmp_path / f"face_{n}.avi", n, MEMORY_VIDEO_SIZE)

@@ -15,6 +15,8 @@ from mlt_flax import input_pipeline
 from mlt_flax import train
 from mlt_flax.data import build
 
+pytestmark = pytest.mark.slow  # three trainings in a row
+
 
 @pytest.fixture(scope="module")
 def all_three(synthetic_tfds, tmp_path_factory):

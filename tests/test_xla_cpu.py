@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mlt_flax import xla_cpu
 
 # Compiles one convolution in a fresh process (XLA reads XLA_FLAGS once per process) after
@@ -45,6 +47,7 @@ def test_opt_out_leaves_xla_flags_alone():
   assert "XLA_FLAGS" not in environ
 
 
+@pytest.mark.slow  # compiles in fresh processes
 def test_the_flag_takes_effect_in_a_fresh_process():
   assert _probe() == "eigen"
   assert _probe(**{xla_cpu.OPT_OUT_ENV: "0"}) == "ynn"

@@ -1,0 +1,181 @@
+"""What a run prints on the terminal, and where the rest of its log goes.
+
+The terminal tells a short story: stage headers, one progress line, summaries, and the
+warnings that matter (ours, and any library's WARNING or worse). Everything else that JAX,
+TensorFlow, TFDS, Orbax and clu log at INFO goes to a log file in the workdir (`log.txt`).
+`--alsologtostderr` (absl's own flag) brings the full log back to the terminal.
+
+Orbax logs the exception of a failed background checkpoint write with its traceback before
+our code turns it into one line (`checkpoints.CheckpointError`); such tracebacks go to the
+log file only.
+"""
+
+import logging
+import os
+import pathlib
+import sys
+import time
+import warnings
+
+LOG_FILE = "log.txt"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"
+_QUIET_LIBRARIES = ("absl", "tensorflow", "jax", "orbax", "clu", "tensorflow_datasets", "etils")
+
+
+# Library warnings that say nothing to act on (the log file keeps them): TFDS looks into the
+# version folder it is about to build.
+_BENIGN = ("has no dataset_info.json",)
+
+
+class _TerminalFilter(logging.Filter):
+  """Keeps what a person should see: WARNING and worse, without library tracebacks."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if any(text in record.getMessage() for text in _BENIGN):
+      return False
+    if record.name == "py.warnings" and "mlt_flax" not in record.getMessage():
+      return False  # third-party deprecation notices: the log file has them
+    if record.exc_info and not record.name.startswith("mlt_flax"):
+      return False  # a background thread's traceback; our one-line error follows
+    return True
+
+
+def quiet_native_logs() -> None:
+  """Loads TensorFlow with its C++ start-up lines kept off the terminal.
+
+  TF_CPP_MIN_LOG_LEVEL quiets TensorFlow's own INFO lines, but not the lines its C++ absl
+  logging writes to file descriptor 2 while it loads ("All log messages before
+  absl::InitializeLog() ...", "oneDNN custom operations are on"): those are discarded by
+  pointing descriptor 2 elsewhere for the import. Errors after that reach the terminal.
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if "tensorflow" in sys.modules:
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), 2)
+      try:
+        import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+      except ImportError:
+        pass
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
+  """Routes Python logging: everything to <log_dir>/log.txt, warnings to the terminal.
+
+  echo: also print the full log on the terminal (default: absl's --alsologtostderr).
+  Returns the log file's path (None when log_dir is None: terminal only).
+  """
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  if echo is None:
+    echo = _absl_flag("alsologtostderr") or _absl_flag("logtostderr")
+  root = logging.getLogger()
+  for handler in list(root.handlers):
+    if getattr(handler, "_mlt_console", False) or isinstance(
+        handler, absl_logging.ABSLHandler):
+      root.removeHandler(handler)
+  root.setLevel(logging.INFO)
+  absl_logging.set_verbosity(absl_logging.INFO)  # absl sends its records on to the handlers
+  logging.captureWarnings(True)
+  warnings.simplefilter("default")
+  terminal = logging.StreamHandler(sys.stderr)
+  terminal.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+  terminal.setLevel(logging.INFO if echo else logging.WARNING)
+  if not echo:
+    terminal.addFilter(_TerminalFilter())
+  terminal._mlt_console = True  # pylint: disable=protected-access
+  root.addHandler(terminal)
+  path = None
+  if log_dir is not None and _is_main_process():
+    path = pathlib.Path(log_dir) / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(logging.Formatter(_FORMAT))
+    to_file._mlt_console = True  # pylint: disable=protected-access
+    root.addHandler(to_file)
+  for name in _QUIET_LIBRARIES:
+    logging.getLogger(name).setLevel(logging.INFO)
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    if not echo:
+      tfds.disable_progress_bar()
+  except ImportError:
+    pass
+  return path
+
+
+def _absl_flag(name: str) -> bool:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return bool(flags.FLAGS.is_parsed() and name in flags.FLAGS and flags.FLAGS[name].value)
+
+
+def _is_main_process() -> bool:
+  """Process 0 writes the log file (call after jax.distributed.initialize, if any)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
+
+
+def stage(title: str) -> float:
+  """Prints a stage header; returns the time it started."""
+  print(f"\n=== {title}", flush=True)
+  return time.perf_counter()
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+  """One progress line over the steps of a loop: steps/s, percent done and ETA.
+
+  On a terminal the line is rewritten in place; in a log or a pipe a line is printed at
+  every `fraction` of the steps (10 lines a run), so that captured output stays short.
+  """
+
+  def __init__(self, total_steps: int, start_step: int = 0, *, label: str = "step",
+               fraction: float = 0.1, stream=None, enabled: bool = True):
+    self.total, self.label, self.enabled = total_steps, label, enabled
+    self.stream = stream or sys.stdout
+    self.tty = self.stream.isatty()
+    self.every = max(1, int(round((total_steps - start_step) * fraction)))
+    self._t0, self._s0 = time.perf_counter(), start_step
+    self._last_print = start_step
+    self._extra = ""
+
+  def note(self, text: str) -> None:
+    """Text shown at the end of the line from now on (e.g. the last validation F1)."""
+    self._extra = text
+
+  def __call__(self, step: int) -> None:
+    if not self.enabled:
+      return
+    done = step == self.total
+    if not (self.tty or done or step - self._last_print >= self.every):
+      return
+    if self.tty and not done and time.perf_counter() - getattr(self, "_t_print", 0) < 0.5:
+      return
+    self._t_print = time.perf_counter()
+    self._last_print = step
+    elapsed = time.perf_counter() - self._t0
+    rate = (step - self._s0) / elapsed if elapsed > 0 else 0.0
+    eta = (self.total - step) / rate if rate > 0 else 0.0
+    line = (f"{self.label} {step}/{self.total} ({100 * step / self.total:.0f}%), "
+            f"{rate:.1f} {self.label}s/s, " +
+            (f"took {_duration(elapsed)}" if done else f"ETA {_duration(eta)}") +
+            (f"; {self._extra}" if self._extra else ""))
+    if self.tty:
+      self.stream.write("\r\033[K" + line + ("\n" if done else ""))
+    else:
+      self.stream.write(line + "\n")
+    self.stream.flush()
+
+  def interrupt(self) -> None:
+    """Ends a rewritten line before other output is printed below it."""
+    if self.enabled and self.tty:
+      self.stream.write("\n")

@@ -1,0 +1,63 @@
+"""The house rules a reader relies on: who imports whom, and documents that ship with the code."""
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "mlt_flax"
+
+
+def imported_modules(path: pathlib.Path) -> set[str]:
+  """Every module a file imports, as dotted names ('from a import b' gives 'a' and 'a.b')."""
+  names = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names.add(node.module)
+      names.update(f"{node.module}.{a.name}" for a in node.names)
+  return names
+
+
+def test_inference_builds_on_the_runtime_never_on_training():
+  for name in ("evaluate", "predict"):
+    imports = imported_modules(PACKAGE / f"{name}.py")
+    assert "mlt_flax.runtime" in imports, name
+    assert "mlt_flax.train" not in imports, name
+  assert "mlt_flax.predict" not in imported_modules(PACKAGE / "evaluate.py")
+  assert "mlt_flax.evaluate" not in imported_modules(PACKAGE / "predict.py")
+  assert "mlt_flax.train" not in imported_modules(PACKAGE / "runtime.py")
+
+
+def test_the_library_never_imports_an_experiment_config():
+  for path in PACKAGE.rglob("*.py"):
+    assert not any(m == "configs" or m.startswith("configs.")
+                   for m in imported_modules(path)), path
+
+
+def test_every_document_referred_to_is_in_the_repository():
+  outside = ("../shared", "RECIPE.md", "PERF_NOTES")
+  for path in ROOT.rglob("*"):
+    if (path.suffix not in (".py", ".md", ".toml", ".sh", ".cfg") and path.name != "Makefile"
+        or path.relative_to(ROOT).parts[0] in (".venv", ".git", "workdir", "data")
+        or "__pycache__" in path.parts or not path.is_file()):
+      continue
+    text = path.read_text(errors="replace")
+    for word in outside:
+      assert word not in text or path == pathlib.Path(__file__), f"{path} refers to {word}"
+  for doc in ("recipe.md", "datasets.md", "performance.md"):
+    assert (ROOT / "docs" / doc).is_file()
+    assert f"docs/{doc}" in (ROOT / "README.md").read_text(), doc
+
+
+def test_every_entry_point_defines_its_flags_only_when_run():
+  # One CLI style: absl, flags defined in a function called under __main__, so that any
+  # module can import any other without defining (or clashing on) flags.
+  for path in list(PACKAGE.rglob("*.py")) + list((ROOT / "benchmarks").glob("*.py")):
+    tree = ast.parse(path.read_text())
+    for node in tree.body:  # module level only
+      call = node.value if isinstance(node, ast.Expr) else None
+      if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+        assert not call.func.attr.startswith("DEFINE_"), f"{path}: flags defined at import"
+    imports = imported_modules(path)
+    assert "argparse" not in imports, f"{path}: argparse (the CLIs use absl)"
