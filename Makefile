@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# The ONNX converter without its declared pins (pyproject.toml says why).
+	$(PY) -m pip install --quiet --no-deps 'jax2onnx>=0.17.1,<0.18'
 	touch $@
 
 assets: $(VENV)/.installed

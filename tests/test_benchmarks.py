@@ -43,6 +43,7 @@ SCRIPTS = {
     "metric_speed": ("frames", "videos", "repeats", "window", "out"),
     "augment_speed": ("batch_size", "native_size", "sizes", "repeats"),
     "predict_speed": ("workdir", "video"),
+    "export_speed": ("models", "batch_size", "repeats", "ort_threads", "out"),
 }
 
 

@@ -49,14 +49,15 @@ def test_padding_and_batching_do_not_change_a_frame_s_probabilities(trained):
 
 
 def test_the_train_step_and_evaluation_compile_once(synthetic_tfds, tmp_path, monkeypatch):
-  # 8 steps with 4 evaluations and 2 checkpoints: one trace of the step, one of predict.
+  # 4 steps with 3 evaluations (the untrained model's too) and 2 checkpoints: one trace of
+  # the step, one of predict.
   monkeypatch.setattr(train, "train_step", chex.assert_max_traces(train.train_step, n=1))
   monkeypatch.setattr(runtime, "predict_step",
                       chex.assert_max_traces(runtime.predict_step, n=1))
-  config = loop_config(synthetic_tfds, num_steps=8, eval_every_steps=2,
-                       checkpoint_every_steps=4)
+  config = loop_config(synthetic_tfds, num_steps=4, eval_every_steps=2,
+                       checkpoint_every_steps=2, eval_at_start=True)
   summary = train.train_and_evaluate(config, str(tmp_path))
-  assert summary["steps"] == 8
+  assert summary["steps"] == 4 and summary["untrained_eval"] is not None
 
 
 def test_in_training_f1_is_the_report_s_f1(trained, tmp_path):

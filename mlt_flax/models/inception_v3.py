@@ -32,7 +32,11 @@ def output_size(size: int) -> int:
 
 
 class ConvBN(nn.Module):
-  """Conv (no bias) -> BatchNorm (no scale) -> ReLU."""
+  """Conv (no bias) -> BatchNorm (no scale) -> ReLU.
+
+  fold_bn=True is the inference form with the BatchNorm folded into the conv
+  (mlt_flax/models/fold.py): Conv (with bias) -> ReLU, parameters conv/{kernel, bias}.
+  """
   features: int
   kernel: tuple[int, int]
   strides: int = 1
@@ -41,27 +45,35 @@ class ConvBN(nn.Module):
   bn_epsilon: float = 1e-3
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  fold_bn: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
+    if self.fold_bn and train:
+      raise ValueError("ConvBN(fold_bn=True) is for inference: it has no BatchNorm to train")
     x = nn.Conv(self.features, self.kernel, (self.strides, self.strides), self.padding,
-                use_bias=False, dtype=self.dtype, name="conv")(x)
+                use_bias=self.fold_bn, dtype=self.dtype, name="conv")(x)
+    if self.fold_bn:
+      return nn.relu(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_epsilon, use_scale=False, axis_name=self.bn_axis_name,
                      dtype=self.dtype, name="bn")(x)
     return nn.relu(x)
 
 
+# Pool arguments by keyword: jax2onnx's ONNX export (mlt_flax/export.py) replaces the linen
+# pools with functions that take window_shape, strides and padding as keywords only.
 def _avg_pool_3x3(x):
-  return nn.avg_pool(x, (3, 3), (1, 1), "SAME", count_include_pad=False)
+  return nn.avg_pool(x, window_shape=(3, 3), strides=(1, 1), padding="SAME",
+                     count_include_pad=False)
 
 
 def _max_pool_3x3(x):
-  return nn.max_pool(x, (3, 3), (1, 1), "SAME")
+  return nn.max_pool(x, window_shape=(3, 3), strides=(1, 1), padding="SAME")
 
 
 def _max_pool_3x3_s2(x):
-  return nn.max_pool(x, (3, 3), (2, 2), "VALID")
+  return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding="VALID")
 
 
 class InceptionA(nn.Module):  # Mixed_5b..5d at 35x35
@@ -156,6 +168,7 @@ class InceptionV3(nn.Module):
   bn_epsilon: float = 1e-3
   bn_axis_name: str | None = None  # set to the data axis to average batch stats over devices
   dtype: Any = jnp.float32
+  fold_bn: bool = False  # every ConvBN in its folded inference form (models/fold.py)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -165,7 +178,8 @@ class InceptionV3(nn.Module):
       raise ValueError(f"InceptionV3 needs inputs of at least {MIN_SIZE}x{MIN_SIZE}, "
                        f"got {x.shape[1]}x{x.shape[2]}")
     c = functools.partial(ConvBN, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                          bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+                          bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                          fold_bn=self.fold_bn)
     x = x.astype(self.dtype)
     x = c(32, (3, 3), strides=2, padding="VALID", name="Conv2d_1a_3x3")(x, train)
     x = c(32, (3, 3), padding="VALID", name="Conv2d_2a_3x3")(x, train)

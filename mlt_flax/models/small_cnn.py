@@ -34,6 +34,7 @@ class SmallCNN(nn.Module):
   bn_epsilon: float = 1e-3
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  fold_bn: bool = False  # every ConvBN in its folded inference form (models/fold.py)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -43,7 +44,8 @@ class SmallCNN(nn.Module):
       raise ValueError(f"SmallCNN needs inputs of at least {MIN_SIZE}x{MIN_SIZE}, "
                        f"got {x.shape[1]}x{x.shape[2]}")
     c = functools.partial(ConvBN, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                          bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+                          bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                          fold_bn=self.fold_bn)
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       x = c(width, (3, 3), strides=2, name=f"stage{i}_down")(x, train)

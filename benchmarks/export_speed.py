@@ -1,0 +1,122 @@
+"""Inference images/s of the exported model next to JAX, in one run (docs/export.md).
+
+  python -m benchmarks.export_speed [--models=paper,demo] [--batch_size=32] [--warmup=2]
+                                    [--repeats=5] [--ort_threads=0] [--out=FILE.json]
+
+For each model, three ways to turn a batch of uint8 112x112 crops into probabilities:
+  jax          runtime.predict_fn, as evaluation and predict run it today;
+  jax folded   the same with BatchNorm folded into the convolutions (fold.folded_predict_fn);
+  onnxruntime  the ONNX graph `mlt_flax.export` writes (folded, preprocessing inside), run by
+               ONNX Runtime's CPU provider with its default graph optimisations.
+Models: 'paper' is configs/abaw3.py (InceptionV3 at 299 with the imported ImageNet trunk, a
+random MLT head), 'demo' is configs/demo.py (the small CNN at 112, random weights): speed does
+not depend on the weights. Each figure is the median of --repeats timed calls after --warmup
+(benchmarks/timing.py) on the same random frames; the ratio column is against 'jax'. On a
+shared machine read the ratios, not the absolute figures (docs/performance.md, "## Measuring").
+"""
+
+import os
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import cli
+from benchmarks import timing
+from mlt_flax import console
+from mlt_flax import export
+from mlt_flax import models
+from mlt_flax import runtime
+from mlt_flax import xla_cpu
+from mlt_flax.models import fold
+
+
+def _define_flags() -> None:
+  flags.DEFINE_list("models", ["paper", "demo"], "Which of paper, demo to time.")
+  flags.DEFINE_integer("batch_size", 32, "Frames per call.")
+  flags.DEFINE_integer("warmup", 2, "Untimed calls after the first.")
+  flags.DEFINE_integer("repeats", 5, "Timed calls; the median is reported.")
+  flags.DEFINE_integer("ort_threads", 0, "ONNX Runtime intra-op threads (0: its default, one "
+                       "per physical core).")
+  flags.DEFINE_string("out", None, "Also write the figures as JSON here.")
+
+
+def model_of(name: str):
+  """(config, variables) of a benchmark model."""
+  if name == "paper":
+    from configs import abaw3 as module  # pylint: disable=g-import-not-at-top
+  elif name == "demo":
+    from configs import demo as module  # pylint: disable=g-import-not-at-top
+  else:
+    raise ValueError(f"--models: unknown model {name!r}; expected paper or demo")
+  config = module.get_config()
+  model = runtime.build_model(config)
+  size = config.model.image_size
+  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
+                                         train=False))()
+  return config, models.load_pretrained_backbone(jax.device_get(variables), config.model)
+
+
+def time_paths(config, variables, frames, f) -> list[dict]:
+  """[{'path', 'first_s', 'seconds', 'images_per_s', 'max_abs_diff'}] of the three paths."""
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  dp = runtime.DataParallel()
+  batch = dp.to_global({"image": frames})
+  plain = runtime.predict_fn(config, dp)
+  replicated = jax.device_put(variables, dp.replicated)
+  folded_predict, folded = fold.folded_predict_fn(config, dp, variables)
+  options = ort.SessionOptions()
+  if f.ort_threads:
+    options.intra_op_num_threads = f.ort_threads
+  proto = export.onnx_model(config, fold.fold_variables(variables, config.model.bn_epsilon))
+  session = ort.InferenceSession(proto.SerializeToString(), options,
+                                 providers=["CPUExecutionProvider"])
+  del proto
+  paths = {
+      "jax": lambda: np.asarray(plain(replicated, batch)),
+      "jax folded": lambda: np.asarray(folded_predict(folded, batch)),
+      "onnxruntime": lambda: session.run(["probs"], {"images": frames})[0],
+  }
+  reference = paths["jax"]()
+  rows = []
+  for name, fn in paths.items():
+    first, seconds = timing.median_times(fn, f.warmup, f.repeats)
+    rows.append({"path": name, "first_s": first, "seconds": seconds,
+                 "images_per_s": len(frames) / seconds,
+                 "max_abs_diff": float(np.abs(fn() - reference).max())})
+  return rows
+
+
+def main() -> None:
+  f = flags.FLAGS
+  frames = np.random.default_rng(0).integers(0, 256, (f.batch_size, 112, 112, 3), np.uint8)
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; batch "
+        f"{f.batch_size} of 112x112 uint8; median of {f.repeats} after {f.warmup} warm-up calls")
+  print(f"{'model':>6} {'path':>12} {'first s':>8} {'ms/batch':>9} {'images/s':>9} "
+        f"{'ratio':>6} {'max |dp|':>9}")
+  results = {}
+  for name in f.models:
+    config, variables = model_of(name)
+    rows = time_paths(config, variables, frames, f)
+    base = rows[0]["seconds"]
+    for r in rows:
+      r["ratio"] = base / r["seconds"]
+      print(f"{name:>6} {r['path']:>12} {r['first_s']:8.1f} {1e3 * r['seconds']:9.1f} "
+            f"{r['images_per_s']:9.1f} {r['ratio']:6.2f} {r['max_abs_diff']:9.1e}")
+    results[name] = {"image_size": config.model.image_size,
+                     "backbone": config.model.backbone, "rows": rows}
+  print(f"load average after: {os.getloadavg()[0]:.1f}")
+  if f.out:
+    cli.write_json(f.out, {"batch_size": f.batch_size, "models": results})
+
+
+def _main() -> None:
+  xla_cpu.apply_defaults()  # before JAX starts a backend: 'jax' is predict as it runs today
+  console.setup(None)  # libraries' INFO logs (jax2onnx's) off the terminal
+  main()
+
+
+if __name__ == "__main__":
+  cli.run(_define_flags, _main)

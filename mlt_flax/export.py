@@ -1,0 +1,394 @@
+"""Export a trained run for serving: one self-contained model, ONNX and StableHLO.
+
+  python -m mlt_flax.export --workdir=RUN [--checkpoint=best] --output=DIR
+                            [--formats=onnx,stablehlo] [--opset=17] [--platforms=cpu,cuda]
+                            [--noverify]
+
+Writes into DIR:
+  model.onnx       ONNX (opset 17, converted by jax2onnx), for ONNX Runtime and other
+                   ONNX engines; one file, the weights inside;
+  model.stablehlo  the same function as serialized `jax.export` StableHLO, reloadable with
+                   `jax.export.deserialize(bytes).call(images)` without this package's code;
+  metadata.json    what a program needs to use them (below), written last: a folder with a
+                   metadata.json is a complete export.
+
+Both models take uint8 face crops (N, 112, 112, 3) (N dynamic; the size is the run's
+config.data.frame_size, the crops `predict` makes and Aff-Wild2 ships), NHWC, RGB, values
+0..255, and return float32 per-AU probabilities (N, L), columns in metadata['au_names']
+order. Inside: the preprocessing of `augment.preprocess` (to [0, 1], bilinear resize to
+config.model.image_size, to [-1, 1]), the backbone with its BatchNorm folded into the
+convolutions (mlt_flax/models/fold.py), the transformer, the sigmoid. Computed in float32
+whatever config.model.dtype the run trained with.
+
+metadata.json: the AU names in output order, the decision thresholds (config.eval.threshold,
+and the per-AU thresholds tuned by `evaluate` with what they were tuned on, when
+<workdir>/eval_validation/report.json exists), the smoothing window, the input and output
+contract, the run's config, the checkpoint step, the package version, and each model file's
+name, size and SHA-256. With --verify (default) both files are reloaded and compared with
+the checkpoint's JAX model on random frames; the differences are recorded there too.
+
+Design and measurements: docs/export.md.
+"""
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import pathlib
+import sys
+import tempfile
+from typing import Callable
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mlt_flax import augment
+from mlt_flax import checkpoints
+from mlt_flax import console
+from mlt_flax import runtime
+from mlt_flax import xla_cpu
+from mlt_flax.models import fold
+
+FORMAT = "mlt_flax.export"  # metadata['format']: what wrote the folder
+FORMAT_VERSION = 1
+FORMATS = ("onnx", "stablehlo")
+ONNX_FILE, STABLEHLO_FILE, METADATA_FILE = "model.onnx", "model.stablehlo", "metadata.json"
+INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "images", "probs", "N"
+OPSET = 17  # see docs/export.md: the lowest opset this graph needs, read by every ONNX engine
+PLATFORMS = ("cpu", "cuda")  # the StableHLO is lowered for these (jax.export multi-platform)
+REPORT = pathlib.Path("eval_validation") / "report.json"  # evaluate's default report
+VERIFY_FRAMES = 3
+VERIFY_TOLERANCE = 1e-4  # max |p_exported - p_jax| accepted at export (measured: ~1e-6)
+
+
+class ExportError(ValueError):
+  """A run that cannot be exported, or a folder that cannot be written. Starts with a path."""
+
+
+# --------------------------------------------------------------------------- the served function
+
+
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """(n_out, n_in) weights of jax.image.resize's bilinear resize (no antialias) on one axis.
+
+  Resizing the identity gives the weights themselves: resize is linear and separable, so
+  out = M_h @ image @ M_w^T per channel is `augment.preprocess`'s resize, as two matmuls.
+  """
+  eye = jnp.eye(n_in, dtype=jnp.float32)
+  return np.asarray(jax.image.resize(eye, (n_out, n_in), "linear", antialias=False))
+
+
+def matmul_preprocess(frame_size: int, size: int) -> Callable:
+  """`augment.preprocess` for square frame_size crops, its resize as two matmuls.
+
+  jax2onnx 0.17.1 converts jax.image.resize only at a static batch size; the matmuls keep
+  the batch dimension symbolic. Equal to augment.preprocess to ~1e-7 (the same weights,
+  summed in another order).
+  """
+  if frame_size == size:
+    return lambda images: augment.preprocess(images, size)
+  m = resize_matrix(frame_size, size)  # computed here, outside any tracing
+
+  def preprocess(images):
+    x = augment.to_unit_range(images)
+    x = jnp.einsum("oh,nhwc->nowc", m, x, precision=jax.lax.Precision.HIGHEST)
+    x = jnp.einsum("pw,nowc->nopc", m, x, precision=jax.lax.Precision.HIGHEST)
+    return augment.unit_to_model_range(x)
+
+  return preprocess
+
+
+def float32_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config with model.dtype float32: exported graphs compute in float32 (ONNX Runtime's
+  CPU kernels have no bfloat16 convolutions; the parameters are float32 in any case)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.dtype = "float32"
+  return config
+
+
+def served_fn(config: ml_collections.ConfigDict, folded_variables: dict, *,
+              resize: str = "jax") -> Callable:
+  """images uint8 (N, S, S, 3) -> probabilities (N, L): the folded model, preprocessing in.
+
+  resize: 'jax' (augment.preprocess, as runtime.predict_step) or 'matmul'
+  (`matmul_preprocess`, for jax2onnx). The variables are closed over: they become the
+  exported graph's constants.
+  """
+  config = float32_config(config)
+  model = fold.folded_model(runtime.build_model(config))
+  size, frame_size = config.model.image_size, config.data.frame_size
+  preprocess = (matmul_preprocess(frame_size, size) if resize == "matmul"
+                else lambda images: augment.preprocess(images, size))
+
+  def serve(images):
+    return jax.nn.sigmoid(model.apply(folded_variables, preprocess(images), train=False))
+
+  return serve
+
+
+def input_spec(frame_size: int, symbolic: bool) -> jax.ShapeDtypeStruct:
+  """The input (N, S, S, 3) uint8, N symbolic: a jax.export dimension or jax2onnx's name."""
+  shape = (jax.export.symbolic_shape(f"{BATCH_DIM}, {frame_size}, {frame_size}, 3")
+           if symbolic else (BATCH_DIM, frame_size, frame_size, 3))
+  return jax.ShapeDtypeStruct(shape, jnp.uint8)
+
+
+# ------------------------------------------------------------------------------ the two formats
+
+
+def onnx_model(config, folded_variables, *, opset: int = OPSET, au_names=()):
+  """The ONNX ModelProto of the served function (jax2onnx), checked by onnx.checker."""
+  try:
+    import jax2onnx  # pylint: disable=g-import-not-at-top
+    import onnx  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ExportError(f"{e.name}: not installed; the ONNX export needs jax2onnx and onnx "
+                      "(docs/export.md, 'Installing')") from e
+  fn = served_fn(config, folded_variables, resize="matmul")
+  # onnx_ir warns about the untyped shape constants of every Reshape: noise at export.
+  logging.getLogger("onnx_ir").setLevel(logging.ERROR)
+  proto = jax2onnx.to_onnx(fn, [input_spec(config.data.frame_size, symbolic=False)],
+                           model_name="mlt_flax", opset=opset, input_names=[INPUT_NAME],
+                           output_names=[OUTPUT_NAME])
+  # jax2onnx 0.17.1 annotates some Relu outputs with NHWC shapes where the graph holds NCHW;
+  # ONNX Runtime warns and falls back. The annotations are optional: drop them all.
+  del proto.graph.value_info[:]
+  proto.doc_string = ("mlt_flax: uint8 face crops (N, S, S, 3) NHWC RGB 0..255 -> per-AU "
+                      "probabilities (N, L); metadata.json beside this file says more")
+  entry = proto.metadata_props.add()
+  entry.key, entry.value = "au_names", json.dumps(list(au_names))
+  onnx.checker.check_model(proto)
+  return proto
+
+
+def stablehlo_export(config, folded_variables, *, platforms=PLATFORMS):
+  """The served function as a jax.export.Exported, batch dimension symbolic."""
+  fn = served_fn(config, folded_variables, resize="jax")
+  return jax.export.export(jax.jit(fn), platforms=tuple(platforms))(
+      input_spec(config.data.frame_size, symbolic=True))
+
+
+# ------------------------------------------------------------------------------------ the folder
+
+
+def sha256(path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def writable_folder(output) -> pathlib.Path:
+  """`output`, created if needed, after a test write; else an ExportError naming it."""
+  out = pathlib.Path(output)
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out, prefix=".write_test"):
+      pass
+  except OSError as e:
+    raise ExportError(f"{out}: cannot write the export there ({e.strerror or e})") from e
+  return out
+
+
+def _write_atomic(path: pathlib.Path, data: bytes) -> None:
+  """`data` at `path`, whole or not at all (a temp file renamed over it)."""
+  tmp = path.with_name(f".{path.name}.tmp")
+  try:
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+  except OSError as e:
+    tmp.unlink(missing_ok=True)
+    raise ExportError(f"{path}: cannot write it ({e.strerror or e})") from e
+
+
+def _file_entry(path: pathlib.Path, **extra) -> dict:
+  return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), **extra}
+
+
+def _package_version() -> str:
+  try:
+    return importlib.metadata.version("mlt_flax")
+  except importlib.metadata.PackageNotFoundError:
+    return "unknown (not installed)"
+
+
+def tuned_thresholds(workdir) -> dict | None:
+  """The thresholds `evaluate` tuned for the run (<workdir>/eval_validation/report.json)."""
+  path = pathlib.Path(workdir) / REPORT
+  if not path.exists():
+    return None
+  try:
+    report = json.loads(path.read_text())
+    return {"raw": report["thresholds_tuned_raw"], "tuned_on": report["tuned_on"],
+            "smoothed": report.get("thresholds_tuned_smoothed"),
+            "smoothing_window_tuned": report.get("window_tuned"),
+            "split": report.get("split"), "checkpoint_step": report.get("checkpoint_step"),
+            "source": str(REPORT)}
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise ExportError(f"{path}: not an evaluation report ({type(e).__name__}: {e})") from e
+
+
+def metadata(run: runtime.Run, checkpoint: str, files: dict, verification: dict | None) -> dict:
+  """metadata.json: everything a program needs to use the exported model."""
+  config = run.config
+  names = run.au_names
+  frame = config.data.frame_size
+  return {
+      "format": FORMAT,
+      "format_version": FORMAT_VERSION,
+      "package": {"name": "mlt_flax", "version": _package_version()},
+      "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "source": {"workdir": str(pathlib.Path(run.workdir).resolve()), "checkpoint": checkpoint,
+                 "step": int(run.step)},
+      "au_names": names,
+      "input": {
+          "name": INPUT_NAME, "dtype": "uint8", "shape": [BATCH_DIM, frame, frame, 3],
+          "layout": "NHWC", "channels": "RGB", "value_range": [0, 255],
+          "description": (f"face crops of {frame}x{frame} pixels, cropped and aligned like "
+                          "Aff-Wild2's cropped_aligned frames (what `predict` crops from raw "
+                          "video with mlt_flax.faces.FaceCropper); the batch size N is free"),
+      },
+      "output": {
+          "name": OUTPUT_NAME, "dtype": "float32", "shape": [BATCH_DIM, len(names)],
+          "description": "per-AU probabilities (sigmoid of the logits), columns in au_names "
+                         "order",
+      },
+      "inside_the_graph": [
+          "uint8 -> float32 / 255",
+          f"bilinear resize {frame} -> {config.model.image_size} (half-pixel centres, no "
+          "antialias: augment.preprocess)",
+          "x * 2 - 1",
+          f"{config.model.backbone} backbone, BatchNorm folded into its convolutions",
+          "MLT patch encoder and label decoder, sigmoid",
+      ],
+      "compute_dtype": "float32",
+      "thresholds": {"default": float(config.eval.threshold),
+                     "tuned": tuned_thresholds(run.workdir)},
+      "smoothing_window": int(config.eval.smoothing_window),
+      "files": files,
+      "verification": verification,
+      "config": config.to_dict(),
+  }
+
+
+def verify(folder: pathlib.Path, files: dict, run: runtime.Run, frames: int = VERIFY_FRAMES,
+           seed: int = 0) -> dict:
+  """Max |p_file - p_jax| of each written file against the checkpoint's own JAX model
+  (runtime.predict_step: unfolded, augment.preprocess) on random uint8 frames."""
+  config = run.config
+  size = config.data.frame_size
+  images = np.random.default_rng(seed).integers(0, 256, (frames, size, size, 3), np.uint8)
+  model = runtime.build_model(float32_config(config))
+  reference = np.asarray(jax.jit(lambda v, x: runtime.predict_step(
+      v, {"image": x}, model=model, config=config))(run.variables, images))
+  out = {"frames": frames, "inputs": f"uniform random uint8, numpy seed {seed}",
+         "reference": "runtime.predict_step (unfolded BatchNorm, JAX)",
+         "tolerance": VERIFY_TOLERANCE}
+  if "onnx" in files:
+    import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    session = ort.InferenceSession(str(folder / files["onnx"]["file"]),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    out["onnx_max_abs_diff"] = float(np.abs(got - reference).max())
+  if "stablehlo" in files:
+    exported = jax.export.deserialize((folder / files["stablehlo"]["file"]).read_bytes())
+    got = np.asarray(exported.call(images))
+    out["stablehlo_max_abs_diff"] = float(np.abs(got - reference).max())
+  worst = max(v for k, v in out.items() if k.endswith("_max_abs_diff"))
+  if not worst <= VERIFY_TOLERANCE:  # NaN fails too
+    raise ExportError(f"{folder}: the exported model differs from the checkpoint's JAX model "
+                      f"by {worst:.3g} > {VERIFY_TOLERANCE} ({out})")
+  return out
+
+
+def export(workdir, output, *, checkpoint: str = "best", formats=FORMATS, opset: int = OPSET,
+           platforms=PLATFORMS, check: bool = True) -> dict:
+  """Exports the run in `workdir` at `checkpoint` into `output`; returns the metadata."""
+  formats = tuple(formats)
+  unknown = sorted(set(formats) - set(FORMATS))
+  if unknown or not formats:
+    raise ValueError(f"--formats={','.join(formats)}: expected some of {','.join(FORMATS)}")
+  dp = runtime.DataParallel(jax.local_devices()[:1])
+  try:
+    run = runtime.load_run(workdir, checkpoint, dp)
+  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
+    message, where = str(e), str(pathlib.Path(workdir))
+    raise ExportError(message if message.startswith(where) else f"{where}: {message}") from e
+  out = writable_folder(output)
+  (out / METADATA_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
+  run.variables = jax.device_get(run.variables)
+  folded = fold.fold_variables(run.variables, run.config.model.bn_epsilon)
+  files = {}
+  if "onnx" in formats:
+    proto = onnx_model(run.config, folded, opset=opset, au_names=run.au_names)
+    _write_atomic(out / ONNX_FILE, proto.SerializeToString())
+    del proto
+    files["onnx"] = _file_entry(out / ONNX_FILE, opset=opset,
+                                converter=f"jax2onnx {importlib.metadata.version('jax2onnx')}",
+                                runtime="onnxruntime>=1.24 (any ONNX engine for this opset)")
+  if "stablehlo" in formats:
+    exported = stablehlo_export(run.config, folded, platforms=platforms)
+    _write_atomic(out / STABLEHLO_FILE, exported.serialize())
+    files["stablehlo"] = _file_entry(
+        out / STABLEHLO_FILE, serialization="jax.export.Exported.serialize",
+        load="jax.export.deserialize(bytes).call(images)", platforms=list(exported.platforms),
+        jax_version=jax.__version__,
+        calling_convention_version=exported.calling_convention_version)
+  verification = verify(out, files, run) if check else None
+  meta = metadata(run, checkpoint, files, verification)
+  _write_atomic(out / METADATA_FILE, json.dumps(meta, indent=1, default=float).encode())
+  return meta
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The CLI's flags (defined only when run as a program, so the module imports cleanly)."""
+  flags.DEFINE_string("workdir", None, "The training run to export.", required=True)
+  flags.DEFINE_string("checkpoint", "best", "'best' (by validation mean F1), 'latest' or a "
+                      "step number.")
+  flags.DEFINE_string("output", None, "Folder to write model.onnx, model.stablehlo and "
+                      "metadata.json into (created if needed).", required=True)
+  flags.DEFINE_list("formats", list(FORMATS), "Which of onnx, stablehlo to write.")
+  flags.DEFINE_integer("opset", OPSET, "ONNX opset of model.onnx.")
+  flags.DEFINE_list("platforms", list(PLATFORMS), "Platforms the StableHLO is lowered for.")
+  flags.DEFINE_bool("verify", True, "Reload the written files and compare them with the "
+                    "checkpoint's JAX model on random frames (costs one JAX compile).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  xla_cpu.apply_defaults()  # before anything starts JAX's backend
+  console.setup(None)
+  try:
+    meta = export(FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
+                  formats=FLAGS.formats, opset=FLAGS.opset, platforms=FLAGS.platforms,
+                  check=FLAGS.verify)
+  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
+    sys.exit(f"error: {e}")
+  out = pathlib.Path(FLAGS.output)
+  for entry in meta["files"].values():
+    print(f"wrote {out / entry['file']} ({entry['bytes'] / 1e6:.1f} MB, sha256 "
+          f"{entry['sha256'][:16]}...)")
+  if meta["verification"]:
+    diffs = {k: v for k, v in meta["verification"].items() if k.endswith("_max_abs_diff")}
+    print("checked against the checkpoint's JAX model: " +
+          ", ".join(f"{k.removesuffix('_max_abs_diff')} max |dp| {v:.2g}"
+                    for k, v in diffs.items()))
+  print(f"wrote {out / METADATA_FILE} (checkpoint step {meta['source']['step']}, "
+        f"{len(meta['au_names'])} AUs)")
+
+
+if __name__ == "__main__":
+  console.quiet_native_logs()
+  define_flags()
+  app.run(main)

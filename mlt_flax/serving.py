@@ -1,0 +1,203 @@
+"""An exported model (mlt_flax.export) loaded and run with ONNX Runtime.
+
+  model = serving.ExportedModel.load("exported/")   # the folder, or its model.onnx
+  probs = model(crops)    # uint8 (N, 112, 112, 3) face crops -> float32 (N, L)
+  model.au_names, model.thresholds, model.smoothing_window, model.config, model.step
+
+`load` trusts nothing it reads: the folder must hold a metadata.json written by the export,
+the ONNX file must have the SHA-256 that metadata.json records (a truncated, damaged or
+swapped file is refused before ONNX Runtime parses it), ONNX Runtime must accept it, and its
+input and output must be the ones metadata.json describes. Each refusal is a `ModelError`
+whose message starts with the path at fault.
+
+`OnnxPredictor` is the exported model behind the interface `predict.predict` uses of a
+`predict.Predictor`, so `python -m mlt_flax.predict --model=DIR` writes the same CSV, ABAW
+and timeline outputs as the JAX path. It has no attention output: no heatmaps.
+"""
+
+import dataclasses
+import json
+import pathlib
+from typing import Iterator
+
+import ml_collections
+import numpy as np
+
+from mlt_flax import export
+from mlt_flax import faces
+from mlt_flax import predict
+from mlt_flax import runtime
+
+METADATA_FILE, FORMAT = export.METADATA_FILE, export.FORMAT
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+
+class ModelError(ValueError):
+  """An exported model folder that is missing, damaged or not one. Starts with a path."""
+
+
+def _folder_and_file(path) -> tuple[pathlib.Path, pathlib.Path | None]:
+  """(export folder, the model file named) for --model=DIR or --model=DIR/model.onnx."""
+  path = pathlib.Path(path)
+  if path.is_file():
+    return path.parent, path
+  if not path.exists():
+    raise ModelError(f"{path}: no such file or folder")
+  return path, None
+
+
+def read_metadata(folder: pathlib.Path, named: pathlib.Path | None = None) -> dict:
+  """metadata.json of an export folder, checked to be one (named: the model file given)."""
+  path = folder / METADATA_FILE
+  if not path.is_file():
+    where = f"{named}: no {METADATA_FILE} beside it" if named else f"{folder}: no {METADATA_FILE}"
+    raise ModelError(f"{where}: not a model written by `python -m mlt_flax.export`")
+  try:
+    meta = json.loads(path.read_text())
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ModelError(f"{path}: not valid JSON ({e})") from e
+  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    raise ModelError(f"{path}: not the metadata of an mlt_flax export (format "
+                     f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+  if meta.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
+    raise ModelError(f"{path}: format_version {meta.get('format_version')!r}; this mlt_flax "
+                     f"reads {SUPPORTED_FORMAT_VERSIONS}")
+  missing = [k for k in ("au_names", "input", "output", "files", "config", "thresholds")
+             if k not in meta]
+  if missing:
+    raise ModelError(f"{path}: lacks {missing}")
+  return meta
+
+
+@dataclasses.dataclass
+class ExportedModel:
+  """An export folder's ONNX model in an ONNX Runtime session, with its metadata."""
+  folder: pathlib.Path
+  metadata: dict
+  session: object  # onnxruntime.InferenceSession
+
+  @classmethod
+  def load(cls, path, *, threads: int | None = None) -> "ExportedModel":
+    """The model of an export folder (or of its model.onnx); threads: ONNX Runtime's
+    intra-op threads (default: its own choice, one per physical core)."""
+    folder, named = _folder_and_file(path)
+    meta = read_metadata(folder, named)
+    entry = meta["files"].get("onnx")
+    if not entry:
+      raise ModelError(f"{folder / METADATA_FILE}: lists no ONNX model (exported without "
+                       "--formats=onnx)")
+    onnx_path = folder / entry["file"]
+    if named is not None and named.resolve() != onnx_path.resolve():
+      raise ModelError(f"{named}: not the model {folder / METADATA_FILE} describes "
+                       f"({entry['file']})")
+    if not onnx_path.is_file():
+      raise ModelError(f"{onnx_path}: missing (listed in {METADATA_FILE})")
+    digest = export.sha256(onnx_path)
+    if digest != entry["sha256"]:
+      raise ModelError(
+          f"{onnx_path}: SHA-256 {digest[:16]}... differs from the {entry['sha256'][:16]}... "
+          f"{METADATA_FILE} records ({onnx_path.stat().st_size} bytes, exported "
+          f"{entry['bytes']}): a damaged (truncated?) or replaced file; export it again")
+    import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ONNX Runtime's own warnings off the terminal
+    if threads:
+      options.intra_op_num_threads = threads
+    try:
+      session = ort.InferenceSession(str(onnx_path), options,
+                                     providers=["CPUExecutionProvider"])
+    except Exception as e:  # pylint: disable=broad-except  (onnxruntime's pybind errors)
+      raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    model = cls(folder, meta, session)
+    model._check_signature(onnx_path)
+    return model
+
+  def _check_signature(self, onnx_path: pathlib.Path) -> None:
+    """The session's one input and one output are those metadata.json describes."""
+    want_in, want_out = self.metadata["input"], self.metadata["output"]
+    inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+    found = (f"inputs {[(i.name, i.type, i.shape) for i in inputs]}, outputs "
+             f"{[(o.name, o.type, o.shape) for o in outputs]}")
+    ok = (len(inputs) == 1 and len(outputs) == 1 and inputs[0].name == want_in["name"]
+          and inputs[0].type == f"tensor({want_in['dtype']})"
+          and list(inputs[0].shape[1:]) == list(want_in["shape"][1:])
+          and outputs[0].name == want_out["name"]
+          and outputs[0].type == "tensor(float)"
+          and list(outputs[0].shape[1:]) == [len(self.au_names)])
+    if not ok:
+      raise ModelError(f"{onnx_path}: not the model {METADATA_FILE} describes: it has {found}; "
+                       f"expected {want_in['name']} {want_in['dtype']} {want_in['shape']} -> "
+                       f"{want_out['name']} float32 {want_out['shape']}")
+
+  @property
+  def au_names(self) -> list[str]:
+    return list(self.metadata["au_names"])
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    """The exported run's config."""
+    return ml_collections.ConfigDict(self.metadata["config"])
+
+  @property
+  def frame_size(self) -> int:
+    return int(self.metadata["input"]["shape"][1])
+
+  @property
+  def step(self) -> int:
+    return int(self.metadata["source"]["step"])
+
+  @property
+  def thresholds(self) -> dict:
+    """{'default': 0.5, 'tuned': None or {'raw': {AU: t}, 'tuned_on': ..., ...}}."""
+    return self.metadata["thresholds"]
+
+  @property
+  def smoothing_window(self) -> int:
+    return int(self.metadata["smoothing_window"])
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    """uint8 (N, S, S, 3) face crops -> float32 (N, L) probabilities, any N >= 1."""
+    images = np.ascontiguousarray(images, np.uint8)
+    name_in, name_out = self.metadata["input"]["name"], self.metadata["output"]["name"]
+    return self.session.run([name_out], {name_in: images})[0]
+
+
+class OnnxPredictor(predict.Predictor):
+  """`predict.Predictor`'s interface on an exported model, run by ONNX Runtime.
+
+  What `predict.predict` uses: config, au_names, batch_size, frame_size, step,
+  run(frames, name, heatmap_frames), attention_maps(crops) (empty: no attention output).
+  Batches are the JAX path's (config.eval.batch_size, decoded in a background thread while
+  ONNX Runtime computes); the last batch runs at its own size, not padded.
+  """
+
+  def __init__(self, model_dir, *, threads: int | None = None):  # pylint: disable=super-init-not-called
+    self.model = ExportedModel.load(model_dir, threads=threads)
+    self.config = self.model.config
+    self.au_names = self.model.au_names
+    self.step = self.model.step
+    self.frame_size = self.model.frame_size
+    self.batch_size = int(self.config.eval.batch_size)
+    self._warned_heatmaps = False
+
+  def run(self, frames: Iterator[faces.Frame], name: str,
+          heatmap_frames=()) -> predict.VideoPrediction:
+    """Probabilities for a stream of frames; decoding overlaps ONNX Runtime's work."""
+    index, found, crops = [], [], {}
+    batches = runtime.prefetch(self._batches(frames, index, found, crops, heatmap_frames),
+                               predict.PREFETCH_BATCHES)
+    results = [(b["slot"], self.model(b["image"][:len(b["slot"])])) for b in batches]
+    probs = np.full((len(index), len(self.au_names)), np.nan, np.float32)
+    for slots, p in results:
+      probs[slots] = p
+    return predict.VideoPrediction(name, np.asarray(index, int), np.asarray(found, bool),
+                                   probs, crops)
+
+  def attention_maps(self, crops: dict) -> dict:
+    """{}: the exported graph outputs probabilities only."""
+    if crops and not self._warned_heatmaps:
+      print("warning: the exported model has no attention output: no heatmaps with --model "
+            "(predict --workdir=RUN draws them)")
+      self._warned_heatmaps = True
+    return {}
