@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import sys
+import threading
 import time
 import warnings
 
@@ -35,7 +36,8 @@ class _TerminalFilter(logging.Filter):
       return False
     if record.name == "py.warnings" and "mlt_flax" not in record.getMessage():
       return False  # third-party deprecation notices: the log file has them
-    if record.exc_info and not record.name.startswith("mlt_flax"):
+    if not record.name.startswith("mlt_flax") and (
+        record.exc_info or "Traceback (most recent call last)" in record.getMessage()):
       return False  # a background thread's traceback; our one-line error follows
     return True
 
@@ -90,6 +92,11 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
     terminal.addFilter(_TerminalFilter())
   terminal._mlt_console = True  # pylint: disable=protected-access
   root.addHandler(terminal)
+  # A library's worker thread that dies prints its traceback straight to stderr; log it
+  # instead (the file keeps it; the caller turns the failure into one line).
+  threading.excepthook = lambda args: logging.getLogger("threads").error(
+      "exception in thread %s", getattr(args.thread, "name", "?"),
+      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
   path = None
   if log_dir is not None and _is_main_process():
     path = pathlib.Path(log_dir) / LOG_FILE
