@@ -36,7 +36,8 @@ def test_the_library_never_imports_an_experiment_config():
 
 
 def test_every_document_referred_to_is_in_the_repository():
-  outside = ("../shared", "RECIPE.md", "PERF_NOTES")
+  # Spelled in pieces so that this file does not name them itself.
+  outside = (".." + "/shared", "RECIPE" + ".md", "PERF" + "_NOTES")
   for path in ROOT.rglob("*"):
     if (path.suffix not in (".py", ".md", ".toml", ".sh", ".cfg") and path.name != "Makefile"
         or path.relative_to(ROOT).parts[0] in (".venv", ".git", "workdir", "data")
@@ -44,7 +45,7 @@ def test_every_document_referred_to_is_in_the_repository():
       continue
     text = path.read_text(errors="replace")
     for word in outside:
-      assert word not in text or path == pathlib.Path(__file__), f"{path} refers to {word}"
+      assert word not in text, f"{path} refers to {word}"
   for doc in ("recipe.md", "datasets.md", "performance.md"):
     assert (ROOT / "docs" / doc).is_file()
     assert f"docs/{doc}" in (ROOT / "README.md").read_text(), doc
