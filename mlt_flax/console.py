@@ -19,6 +19,7 @@ import time
 import warnings
 
 LOG_FILE = "log.txt"
+_log_path: pathlib.Path | None = None  # set by setup()
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"
 _QUIET_LIBRARIES = ("absl", "tensorflow", "jax", "orbax", "clu", "tensorflow_datasets", "etils")
 
@@ -97,6 +98,10 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
   threading.excepthook = lambda args: logging.getLogger("threads").error(
       "exception in thread %s", getattr(args.thread, "name", "?"),
       exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+  # A native library's callback thread (tensorstore's, under Orbax) reports an exception it
+  # cannot raise through sys.unraisablehook or sys.excepthook; off the main thread, log it.
+  sys.excepthook = _excepthook
+  sys.unraisablehook = _unraisablehook
   path = None
   if log_dir is not None and _is_main_process():
     path = pathlib.Path(log_dir) / LOG_FILE
@@ -105,6 +110,8 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
     to_file.setFormatter(logging.Formatter(_FORMAT))
     to_file._mlt_console = True  # pylint: disable=protected-access
     root.addHandler(to_file)
+  global _log_path
+  _log_path = path
   for name in _QUIET_LIBRARIES:
     logging.getLogger(name).setLevel(logging.INFO)
   try:
@@ -114,6 +121,49 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
   except ImportError:
     pass
   return path
+
+
+def _excepthook(exc_type, exc_value, exc_traceback) -> None:
+  if threading.current_thread() is threading.main_thread():
+    sys.__excepthook__(exc_type, exc_value, exc_traceback)
+  else:
+    logging.getLogger("threads").error(
+        "exception in a library's callback thread %s", threading.current_thread().name,
+        exc_info=(exc_type, exc_value, exc_traceback))
+
+
+def _unraisablehook(unraisable) -> None:
+  if threading.current_thread() is threading.main_thread():
+    sys.__unraisablehook__(unraisable)
+  else:
+    logging.getLogger("threads").error(
+        "exception ignored in a library's callback thread %s: %s",
+        threading.current_thread().name, unraisable.err_msg or unraisable.object,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
+
+
+def exit_with_error(error) -> None:
+  """Ends the program with one line on the terminal: `error: <error>`, exit status 1.
+
+  What is printed after that line while the interpreter shuts down goes to the log file (or
+  nowhere, without one): a library's background threads (Orbax's asynchronous checkpoint
+  writers, tensorstore's callbacks) may still report on an event loop that has closed, and
+  those tracebacks say nothing the line above has not.
+  """
+  sys.stdout.flush()
+  sys.stderr.write(f"error: {error}\n")
+  sys.stderr.flush()
+  if _log_path:  # the file keeps the line with its traceback; the terminal has had its line
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+      if getattr(handler, "_mlt_console", False) and not isinstance(handler, logging.FileHandler):
+        root.removeHandler(handler)
+    logging.getLogger("mlt_flax").error("error: %s", error,
+                                        exc_info=isinstance(error, BaseException))
+  sink = open(_log_path if _log_path else os.devnull, "a")  # pylint: disable=consider-using-with
+  os.dup2(sink.fileno(), 2)
+  sys.stderr = sink
+  raise SystemExit(1)
 
 
 def _absl_flag(name: str) -> bool:

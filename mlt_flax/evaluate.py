@@ -19,8 +19,11 @@ Secondary rows, labelled as such: the frames with a face crop only, and every k-
 per_au_f1.csv, f1.png and predictions.npz into <workdir>/eval_<split>/.
 """
 
+if __name__ == "__main__":  # as a program: TensorFlow loads with its start-up lines
+  from mlt_flax import console as _console  # kept off the terminal, before any import
+  _console.quiet_native_logs()  # pulls it in (console.quiet_native_logs says why)
+
 import pathlib
-import sys
 
 from absl import app
 from absl import flags
@@ -230,10 +233,9 @@ def main(argv):
     evaluate(FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
              tune_split=FLAGS.tune_split, out_dir=FLAGS.out_dir)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    sys.exit(f"error: {e}")
+    console.exit_with_error(e)
 
 
 if __name__ == "__main__":
-  console.quiet_native_logs()
   define_flags()
   app.run(main)

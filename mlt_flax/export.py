@@ -30,6 +30,10 @@ the checkpoint's JAX model on random frames; the differences are recorded there 
 Design and measurements: docs/export.md.
 """
 
+if __name__ == "__main__":  # as a program: TensorFlow loads with its start-up lines
+  from mlt_flax import console as _console  # kept off the terminal, before any import
+  _console.quiet_native_logs()  # pulls it in (console.quiet_native_logs says why)
+
 import datetime
 import hashlib
 import importlib.metadata
@@ -37,7 +41,6 @@ import json
 import logging
 import os
 import pathlib
-import sys
 import tempfile
 from typing import Callable
 
@@ -374,7 +377,7 @@ def main(argv):
                   formats=FLAGS.formats, opset=FLAGS.opset, platforms=FLAGS.platforms,
                   check=FLAGS.verify)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    sys.exit(f"error: {e}")
+    console.exit_with_error(e)
   out = pathlib.Path(FLAGS.output)
   for entry in meta["files"].values():
     print(f"wrote {out / entry['file']} ({entry['bytes'] / 1e6:.1f} MB, sha256 "
@@ -389,6 +392,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  console.quiet_native_logs()
   define_flags()
   app.run(main)

@@ -77,7 +77,7 @@ def main(argv):
       train.train_and_evaluate(config, FLAGS.workdir)
   except (configuration.ConfigError, FileNotFoundError, FloatingPointError,
           checkpoints.CheckpointError) as e:
-    sys.exit(f"error: {e}")
+    console.exit_with_error(e)
 
 
 def run():

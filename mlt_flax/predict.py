@@ -25,10 +25,13 @@ every frame; faceless frames take the prediction of their nearest frame with a f
 --timeline an AU timeline PNG, with --heatmap_frames per-AU cross-attention heatmaps.
 """
 
+if __name__ == "__main__":  # as a program: TensorFlow loads with its start-up lines
+  from mlt_flax import console as _console  # kept off the terminal, before any import
+  _console.quiet_native_logs()  # pulls it in (console.quiet_native_logs says why)
+
 import csv
 import dataclasses
 import pathlib
-import sys
 import time
 from typing import Iterator
 
@@ -308,10 +311,9 @@ def main(argv):
             smooth=FLAGS.smooth, abaw=FLAGS.abaw, timeline=FLAGS.timeline,
             heatmap_frames={int(f) for f in FLAGS.heatmap_frames}, model=FLAGS.model)
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    sys.exit(f"error: {e}")
+    console.exit_with_error(e)
 
 
 if __name__ == "__main__":
-  console.quiet_native_logs()
   define_flags()
   app.run(main)
