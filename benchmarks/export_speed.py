@@ -2,6 +2,7 @@
 
   python -m benchmarks.export_speed [--models=paper,demo] [--batch_size=32] [--warmup=2]
                                     [--repeats=5] [--ort_threads=0] [--out=FILE.json]
+  python -m benchmarks.export_speed --plan=full ...   (as benchmarks/run.py runs it)
 
 For each model, three ways to turn a batch of uint8 112x112 crops into probabilities:
   jax          runtime.predict_fn, as evaluation and predict run it today;
@@ -9,10 +10,14 @@ For each model, three ways to turn a batch of uint8 112x112 crops into probabili
   onnxruntime  the ONNX graph `mlt_flax.export` writes (folded, preprocessing inside), run by
                ONNX Runtime's CPU provider with its default graph optimisations.
 Models: 'paper' is configs/abaw3.py (InceptionV3 at 299 with the imported ImageNet trunk, a
-random MLT head), 'demo' is configs/demo.py (the small CNN at 112, random weights): speed does
-not depend on the weights. Each figure is the median of --repeats timed calls after --warmup
-(benchmarks/timing.py) on the same random frames; the ratio column is against 'jax'. On a
-shared machine read the ratios, not the absolute figures (docs/performance.md, "## Measuring").
+random MLT head), 'demo' is configs/demo.py (the small CNN at 112, random weights); with
+--plan, the one model the other workers of benchmarks/run.py time at that plan's sizes
+(random weights): speed does not depend on the weights. Each figure is the median of
+--repeats timed calls after --warmup, in interleaved rounds (benchmarks/timing.py), on the
+same random frames; the ratio column is against 'jax'. With --keras, the Keras peer of the
+model joins the rounds (float inputs at the model's size, as benchmarks/keras_peer.py times
+it). On a shared machine read the ratios, not the absolute figures (docs/performance.md,
+"## Measuring").
 """
 
 import os
@@ -23,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import cli
+from benchmarks import plans
 from benchmarks import timing
+from benchmarks import workers
 from mlt_flax import console
 from mlt_flax import export
 from mlt_flax import models
@@ -34,16 +41,26 @@ from mlt_flax.models import fold
 
 def _define_flags() -> None:
   flags.DEFINE_list("models", ["paper", "demo"], "Which of paper, demo to time.")
+  flags.DEFINE_enum("plan", None, list(plans.PLANS), "Time the model of this benchmark plan "
+                    "(benchmarks/plans.py) instead of --models.")
   flags.DEFINE_integer("batch_size", 32, "Frames per call.")
   flags.DEFINE_integer("warmup", 2, "Untimed calls after the first.")
   flags.DEFINE_integer("repeats", 5, "Timed calls; the median is reported.")
   flags.DEFINE_integer("ort_threads", 0, "ONNX Runtime intra-op threads (0: its default, one "
                        "per physical core).")
+  flags.DEFINE_bool("keras", False, "Also time the Keras peer of the model "
+                    "(benchmarks/keras_peer.py), interleaved with the other paths.")
   flags.DEFINE_string("out", None, "Also write the figures as JSON here.")
 
 
 def model_of(name: str):
   """(config, variables) of a benchmark model."""
+  if name in plans.PLANS:
+    config = workers.bench_config(plans.get(name), "float32")
+    model = runtime.build_model(config)
+    size = config.model.image_size
+    return config, jax.device_get(jax.jit(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))())
   if name == "paper":
     from configs import abaw3 as module  # pylint: disable=g-import-not-at-top
   elif name == "demo":
@@ -79,13 +96,24 @@ def time_paths(config, variables, frames, f) -> list[dict]:
       "onnxruntime": lambda: session.run(["probs"], {"images": frames})[0],
   }
   reference = paths["jax"]()
-  rows = []
-  for name, fn in paths.items():
-    first, seconds = timing.median_times(fn, f.warmup, f.repeats)
-    rows.append({"path": name, "first_s": first, "seconds": seconds,
-                 "images_per_s": len(frames) / seconds,
-                 "max_abs_diff": float(np.abs(fn() - reference).max())})
-  return rows
+  diffs = {name: float(np.abs(fn() - reference).max()) for name, fn in paths.items()}
+  if f.keras:
+    paths["keras"] = _keras_path(config, len(frames))
+  times = timing.interleaved_medians(paths, f.warmup, f.repeats)
+  return [{"path": name, "first_s": first, "seconds": seconds,
+           "images_per_s": len(frames) / seconds, "max_abs_diff": diffs.get(name)}
+          for name, (first, seconds) in times.items()]
+
+
+def _keras_path(config, batch_size: int):
+  """The Keras peer of the same model (benchmarks/keras_peer.py): predict_on_batch on float
+  inputs already at the model's size, as the peer's own worker times it."""
+  from benchmarks import keras_peer  # pylint: disable=g-import-not-at-top
+  size = config.model.image_size
+  model = keras_peer.build_model(size, len(runtime.au_names(config)), config.model,
+                                 backbone=config.model.backbone)
+  x = np.random.default_rng(1).uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32)
+  return lambda: model.predict_on_batch(x)
 
 
 def main() -> None:
@@ -97,14 +125,15 @@ def main() -> None:
   print(f"{'model':>6} {'path':>12} {'first s':>8} {'ms/batch':>9} {'images/s':>9} "
         f"{'ratio':>6} {'max |dp|':>9}")
   results = {}
-  for name in f.models:
+  for name in [f.plan] if f.plan else f.models:
     config, variables = model_of(name)
     rows = time_paths(config, variables, frames, f)
     base = rows[0]["seconds"]
     for r in rows:
       r["ratio"] = base / r["seconds"]
+      diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:9.1e}"
       print(f"{name:>6} {r['path']:>12} {r['first_s']:8.1f} {1e3 * r['seconds']:9.1f} "
-            f"{r['images_per_s']:9.1f} {r['ratio']:6.2f} {r['max_abs_diff']:9.1e}")
+            f"{r['images_per_s']:9.1f} {r['ratio']:6.2f} {diff:>9}")
     results[name] = {"image_size": config.model.image_size,
                      "backbone": config.model.backbone, "rows": rows}
   print(f"load average after: {os.getloadavg()[0]:.1f}")

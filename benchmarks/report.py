@@ -50,12 +50,17 @@ ROWS = (
     ("augment", "ms per train batch: on-device augment | whole train step"),
     ("preprocess", "ms per inference batch: on-device resize | whole predict step"),
     ("prof_backbone_fwd", "profile, inference ms/batch: backbone alone | whole model"),
-    ("prof_infer_ynn", "trace, inference, ynn flag: conv op ms | all op ms"),
-    ("prof_infer_default", "trace, inference, default flags: conv op ms | all op ms"),
-    ("prof_train_ynn", "trace, train step, ynn flag: conv op ms | all op ms"),
-    ("prof_train_default", "trace, train step, default flags: conv op ms | all op ms"),
-    ("prof_top_ynn", "trace, train step, ynn flag: largest single op ms | all op ms"),
-    ("prof_top_default", "trace, train step, default flags: largest single op ms | all op ms"),
+    ("prof_infer", "trace on 1 core, inference: conv op ms | all op ms"),
+    ("prof_train", "trace on 1 core, train step: conv op ms | all op ms"),
+    ("prof_cover_infer", "trace on 1 core, inference: all op ms | wall ms"),
+    ("prof_cover_train", "trace on 1 core, train step: all op ms | wall ms"),
+    ("prof_rate_infer", "trace on 1 core, inference: conv GFLOP/s | that core's matmul peak"),
+    ("prof_rate_train", "trace on 1 core, train step: conv GFLOP/s | that core's matmul peak"),
+    ("prof_top", "trace on 1 core, train step: largest single op ms | all op ms"),
+    ("infer_export_jax", "inference img/s fp32, same rounds: JAX | Keras"),
+    ("infer_export_folded", "inference img/s fp32, same rounds: JAX, BatchNorm folded | Keras"),
+    ("infer_export_ort", "inference img/s fp32, same rounds: ONNX Runtime | Keras"),
+    ("infer_export_best", "TARGET inference img/s fp32, fastest serving path | Keras"),
     ("metric_f1", "metric s: f1_scores (ours) | sklearn per-AU f1_score"),
     ("metric_smooth_f1", "metric s: smooth + f1_scores | target 1 s"),
     ("metric_tune", "metric s: tune_thresholds | sklearn loop (extrapolated)"),
@@ -69,7 +74,7 @@ def build_rows(r: dict, sizes: plans.Sizes) -> list[tuple[str, str, str, str, fl
   r: {"jax_default", "jax_ynn", "jax_bf16", "keras_fp32", "keras_bf16", "input", "metric":
   each worker's JSON dict; "numpy_peak", "chosen_flags", "load_start", "load_end"}.
   """
-  jd, jy, jb = r["jax_default"], r["jax_ynn"], r["jax_bf16"]
+  jd, jy, jb, jt1 = r["jax_default"], r["jax_ynn"], r["jax_bf16"], r["jax_trace"]
   k32, kb = r["keras_fp32"], r["keras_bf16"]
   inp, met = r["input"], r["metric"]
   best32 = max(jy["matmul_fp32_flops_per_s"], k32["matmul_flops_per_s"], r["numpy_peak"])
@@ -134,12 +139,14 @@ def build_rows(r: dict, sizes: plans.Sizes) -> list[tuple[str, str, str, str, fl
       "prof_backbone_fwd": _pair(jy["prof_backbone_fwd_s"], jy["prof_whole_fwd_s"],
                                  "float inputs, no resize; the rest is the MLT head",
                                  digits=1, unit=MILLI),
-      "prof_infer_ynn": _trace_row(jy["trace_infer"], jy["infer_s"]),
-      "prof_infer_default": _trace_row(jd["trace_infer"], jd["infer_s"]),
-      "prof_train_ynn": _trace_row(jy["trace_train"], jy["train_step_s"]),
-      "prof_train_default": _trace_row(jd["trace_train"], jd["train_step_s"]),
-      "prof_top_ynn": _top_row(jy["trace_train"]),
-      "prof_top_default": _top_row(jd["trace_train"]),
+      "prof_infer": _trace_row(jt1["trace_infer"]),
+      "prof_train": _trace_row(jt1["trace_train"]),
+      "prof_cover_infer": _coverage_row(jt1["trace_infer"]),
+      "prof_cover_train": _coverage_row(jt1["trace_train"]),
+      "prof_rate_infer": _rate_row(jt1["trace_infer"], jt1["matmul_fp32_flops_per_s"]),
+      "prof_rate_train": _rate_row(jt1["trace_train"], jt1["matmul_fp32_flops_per_s"]),
+      "prof_top": _top_row(jt1["trace_train"]),
+      **_export_rows(r["export"]),
       # Speed-ups: reference / value.
       "metric_f1": _pair(met["f1_s"], met["sklearn_s"],
                          f"ratio = speed-up; {sizes.metric_frames:,} frames", digits=3,
@@ -249,14 +256,48 @@ def _target(ok: bool) -> str:
   return "PASS" if ok else "MISS"
 
 
-def _trace_row(t: dict, wall_s: float) -> tuple:
-  """Conv vs all op time; op time / wall time > 1 where ops overlap on several threads, and
-  well under 1 where ops run asynchronously (Eigen convolutions: the trace holds their launch
-  only), in which case the conv share is not measured."""
+def _trace_row(t: dict) -> tuple:
+  """Convolution vs all op time of a one-core trace, with the rest of the op time."""
   return (f"{t['conv_ms']:.1f}", f"{t['total_ms']:.1f}", _ratio(t["conv_ms"], t["total_ms"]),
-          f"dot {t['dot_ms']:.1f} ms, other (BN, elementwise, copies, optimiser) "
-          f"{t['other_ms']:.1f} ms; op time / wall time "
-          f"{_ratio(t['total_ms'], wall_s * MILLI):.2f}")
+          f"matrix products (attention, MLPs, projections, label head) {t['dot_ms']:.1f} ms; "
+          f"other {t['other_ms']:.1f} ms: " + ", ".join(
+              f"{k} {v:.1f}" for k, v in t["other_split_ms"].items()))
+
+
+def _coverage_row(t: dict) -> tuple:
+  """On one core with synchronous ops, op time must account for the traced call's wall time."""
+  coverage = _ratio(t["total_ms"], t["wall_ms"])
+  return (f"{t['total_ms']:.1f}", f"{t['wall_ms']:.1f}", coverage,
+          f"check 0.8-1.1: {_target(0.8 <= coverage <= 1.1)}")
+
+
+def _rate_row(t: dict, peak: float) -> tuple:
+  """Each class's FLOPs / time, against the matmul peak of the same core: at most 1."""
+  conv = _ratio(t["conv_flops"], t["conv_ms"] / MILLI)
+  dot = _ratio(t["dot_flops"], t["dot_ms"] / MILLI)
+  worst = max(_ratio(conv, peak), _ratio(dot, peak))
+  return (f"{conv * GIGA:.1f}", f"{peak * GIGA:.1f}", _ratio(conv, peak),
+          f"matrix products {dot * GIGA:.1f} GFLOP/s; conv {t['conv_flops'] * GIGA:.1f} "
+          f"GFLOP executed; check both <= 1.05 x peak: {_target(worst <= 1.05)}")
+
+
+def _export_rows(e: dict) -> dict:
+  """The export worker's serving paths against the Keras peer timed in the same rounds."""
+  (model,) = e["models"].values()
+  paths = {row["path"]: row for row in model["rows"]}
+  rate = lambda name: paths[name]["images_per_s"]
+  keras = rate("keras")
+  diff = lambda name: f"max |dp| vs JAX {paths[name]['max_abs_diff']:.1e}"
+  best = max((p for p in paths if p != "keras"), key=rate)
+  ratio = _ratio(rate(best), keras)
+  return {
+      "infer_export_jax": _pair(rate("jax"), keras, "runtime.predict_fn, as evaluate and "
+                                "predict run it; interleaved rounds, one process"),
+      "infer_export_folded": _pair(rate("jax folded"), keras, diff("jax folded")),
+      "infer_export_ort": _pair(rate("onnxruntime"), keras, diff("onnxruntime")),
+      "infer_export_best": _pair(rate(best), keras,
+                                 f"target >= 1.2: {_target(ratio >= 1.2)} ({best})"),
+  }
 
 
 def _top_row(t: dict) -> tuple:

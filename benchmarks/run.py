@@ -15,9 +15,13 @@ ratio:
      (benchmarks/flops.py);
   4. compile times; the train step split into input wait (blocked on the real tf.data
      iterator) and compute; the input pipeline alone; the on-device augmentation's cost; and
-     where the time goes (backbone vs head, convolutions vs the rest: benchmarks/trace.py);
-  5. the metric benchmark (benchmarks/metric_speed.py);
-  6. targets, PASS / MISS (benchmarks/report.py).
+     where the time goes (backbone vs head; convolutions vs matrix products vs the rest, with
+     their FLOP rates, traced on one core so that op time adds up to wall time:
+     benchmarks/trace.py);
+  5. inference of the exported model: JAX, JAX with BatchNorm folded, and the ONNX model on
+     ONNX Runtime (benchmarks/export_speed.py), next to the Keras peer;
+  6. the metric benchmark (benchmarks/metric_speed.py);
+  7. targets, PASS / MISS (benchmarks/report.py).
 
 XLA_FLAGS must be set before JAX initialises, so every JAX variant runs in its own
 subprocess with its own environment (and so do the Keras peer, TensorFlow's input pipeline
@@ -50,6 +54,10 @@ from benchmarks import workers
 DEFAULT_MARKDOWN = "workdir/benchmarks/latest.md"
 # What this flag does to convolutions: docs/performance.md, "## XLA:CPU convolutions".
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+# The honest profile's setting: Eigen convolutions run on the calling thread, so that each
+# trace event lasts as long as its op (benchmarks/trace.py).
+SYNC_EIGEN_FLAG = "--xla_cpu_multi_thread_eigen=false"
+EXPORT_ROUNDS = 5  # interleaved rounds of the serving paths and the Keras peer
 METRIC_TIMEOUT_S = 900  # metric_speed taking longer than this is broken, not slow
 
 
@@ -99,19 +107,26 @@ def _cpu_results(plan: str, sizes: plans.Sizes, train_batch: int, infer_batch: i
           f"--infer_batch={sizes.infer_batch}", f"--warmup={sizes.warmup}",
           f"--timed_steps={sizes.timed}", f"--matmul_size={sizes.matmul_size}",
           f"--matmul_repeats={sizes.matmul_repeats}"]
+  # Serving paths and the Keras peer timed in interleaved rounds in one process: the one
+  # comparison with Keras that the machine's drifting load cannot tilt.
+  export = ["benchmarks.export_speed", f"--plan={plan}", f"--batch_size={sizes.infer_batch}",
+            f"--warmup={sizes.warmup}", f"--repeats={max(sizes.timed, EXPORT_ROUNDS)}",
+            "--keras"]
   metric = ["benchmarks.metric_speed", f"--frames={sizes.metric_frames}",
             f"--videos={sizes.metric_videos}", f"--repeats={sizes.metric_repeats}"]
   r = {"load_start": os.getloadavg()[0], "sizes": dataclasses.asdict(sizes)}
   r["numpy_peak"] = flops.numpy_matmul_peak(sizes.matmul_size, sizes.matmul_repeats)
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
-    r["jax_default"] = _run_worker("jax_default", jax_variant + ["--profile=trace"], tmp,
-                                   base_flags)
+    r["jax_default"] = _run_worker("jax_default", jax_variant, tmp, base_flags)
     r["jax_ynn"] = _run_worker("jax_ynn", jax_variant + ["--profile=full"], tmp, ynn_flags)
     faster_ynn = r["jax_ynn"]["train_images_per_s"] >= r["jax_default"]["train_images_per_s"]
     r["chosen_flags"] = ynn_flags if faster_ynn else base_flags
     r["jax_bf16"] = _run_worker("jax_bf16", jax_variant + ["--dtype=bfloat16"], tmp,
                                 r["chosen_flags"])
+    r["jax_trace"] = _run_worker("jax_trace", jax_variant + ["--profile=trace", "--cpus=1"],
+                                 tmp, f"{r['chosen_flags']} {SYNC_EIGEN_FLAG}".strip())
+    r["export"] = _run_worker("export", export, tmp, r["chosen_flags"])
     r["keras_fp32"] = _run_worker("keras_fp32", peer + ["--policy=float32"], tmp)
     r["keras_bf16"] = _run_worker("keras_bf16", peer + ["--policy=mixed_bfloat16"], tmp)
     r["input"] = _run_worker("input", ["benchmarks.workers", "--kind=input", *mode], tmp)

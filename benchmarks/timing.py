@@ -1,5 +1,6 @@
 """The timing rules of every benchmark: first call apart, then the median after warm-up; for
-peaks, the best of several calls after one warm-up; for a stream, items over one pass."""
+paths compared with each other, the same in interleaved rounds; for peaks, the best of several
+calls after one warm-up; for a stream, items over one pass."""
 
 import statistics
 import time
@@ -18,6 +19,29 @@ def median_times(fn, warmup: int, timed: int) -> tuple[float, float]:
     fn()
     times.append(time.perf_counter() - start)
   return first, statistics.median(times)
+
+
+def interleaved_medians(fns: dict, warmup: int, rounds: int) -> dict:
+  """{name: (seconds of its first call, median seconds over `rounds`)} of several callables
+  timed side by side: after the first calls and `warmup` untimed rounds, each round calls
+  every fn once, in an order rotated every round. On a shared machine the load drifts over
+  all of them alike, so their ratios hold where separately timed figures do not."""
+  names = list(fns)
+  first = {}
+  for name in names:
+    start = time.perf_counter()
+    fns[name]()
+    first[name] = time.perf_counter() - start
+  for _ in range(warmup):
+    for name in names:
+      fns[name]()
+  times = {name: [] for name in names}
+  for r in range(rounds):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      start = time.perf_counter()
+      fns[name]()
+      times[name].append(time.perf_counter() - start)
+  return {name: (first[name], statistics.median(times[name])) for name in names}
 
 
 def matmul_peak(matmul, size: int, repeats: int) -> float:

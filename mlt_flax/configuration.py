@@ -111,6 +111,8 @@ def defaults() -> ml_collections.ConfigDict:
   t.checkpoint_every_steps = 2000  # checkpoint this often, at the end, and on SIGTERM
   t.on_nonfinite = "stop"  # NaN/Inf loss or gradient: 'stop', or 'skip' the update and count it
   t.eval_at_start = False  # also evaluate the untrained model before the first step
+  # Stop after this many evaluations in a row without a better validation mean F1; 0 = never.
+  t.early_stopping_patience = 0
   t.profile_steps = 0  # if > 0, profile this many steps (TensorBoard trace in the workdir)
 
   # Checkpoints (Orbax), in <workdir>/checkpoints.
@@ -126,6 +128,9 @@ def defaults() -> ml_collections.ConfigDict:
   e.smoothing_window = 20  # w_s: centred moving mean of probabilities inside each video
   e.threshold_grid_step = 0.005  # per-AU threshold tuning grid
   e.smoothing_windows = (5, 10, 15, 20, 25)  # windows tried when tuning (authors: 5-25)
+  # If > 0, every evaluation also scores every N-th frame of the evaluation dataset's training
+  # split (no augmentation), for the learning curves; 0 = off (Aff-Wild2's is ~1.3M frames).
+  e.train_f1_stride = 0
 
   # The demo (`main --mode=demo`, `--mode=photo_demo`): synthetic data and real faces.
   de = config.demo = ml_collections.ConfigDict()
@@ -254,7 +259,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(getattr(t, field) > 0, f"train.{field}", "a positive integer", getattr(t, field))
   _check(t.num_epochs > 0 or t.num_steps > 0, "train.num_epochs",
          "a positive number (or train.num_steps > 0)", t.num_epochs)
-  for field in ("num_steps", "profile_steps"):
+  for field in ("num_steps", "profile_steps", "early_stopping_patience"):
     _check(getattr(t, field) >= 0, f"train.{field}", "an integer >= 0", getattr(t, field))
   _check(t.on_nonfinite in ("stop", "skip"), "train.on_nonfinite", "'stop' or 'skip'",
          t.on_nonfinite)
@@ -267,5 +272,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          e.smoothing_window)
   _check(len(e.smoothing_windows) > 0 and _positive_ints(e.smoothing_windows),
          "eval.smoothing_windows", "positive integers", e.smoothing_windows)
+  _check(e.train_f1_stride >= 0, "eval.train_f1_stride", "an integer >= 0",
+         e.train_f1_stride)
+  _check(e.train_f1_stride == 0 or d.eval_dataset in d.datasets, "eval.train_f1_stride",
+         f"0 unless data.eval_dataset ({d.eval_dataset!r}) is one of data.datasets (its "
+         "training split is what gets scored)", e.train_f1_stride)
   _check(config.checkpoint.keep > 0, "checkpoint.keep", "a positive integer",
          config.checkpoint.keep)

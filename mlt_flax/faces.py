@@ -9,12 +9,18 @@ pre-cropped:
   FaceCropper.track(frames)       RGB frames -> Iterator[Frame], the face tracked over time
   FaceCropper.crop(image)         one RGB image -> Frame (index 1), no tracking
 
+This is the Haar-cascade path (`predict --detector=haar`): one face, a square crop around its
+box. The default path, every face with an id and a 5-point aligned crop, is
+`mlt_flax.tracking.MultiFaceTracker` (BlazeFace and FaceMesh, mlt_flax/face_models.py), which
+yields the same `Frame` records; faces_from_path takes either.
+
 Reading the files (read_video, read_image, video_info, the extension sets and FaceInputError)
 is `mlt_flax.media`.
 
 A `Frame` carries its 1-based index, the crop ((crop_size, crop_size, 3) uint8 RGB, or None when
 no face was found: the caller decides how to mark those frames), the face box (x, y, w, h) in
-the source frame, and the source frame's (height, width).
+the source frame, the source frame's (height, width), and the face's id and five alignment
+points (the id is 1 for the Haar path's one face; it has no points).
 
 How a crop is made:
   1. Detection runs OpenCV's frontal-face Haar cascade (it ships in opencv-python-headless<5)
@@ -78,6 +84,7 @@ TRACK_MIN_IOU = 0.3
 CENTRE_SHIFT = 0.05
 PAD_VALUE = 0  # black, for the parts of the crop square that lie outside the frame
 RGB_CHANNELS = media.RGB_CHANNELS
+HAAR_FACE_ID = 1  # the Haar path follows one face: it is face 1 of every video
 
 @dataclasses.dataclass
 class Frame:
@@ -88,11 +95,17 @@ class Frame:
     face: (crop_size, crop_size, 3) uint8 RGB crop, or None when no face was found.
     box: the tracked face box (x, y, w, h) in source-frame pixels, or None with face.
     source_shape: (height, width) of the source frame.
+    face_id: the face's id, stable over the frames of a video (HAAR_FACE_ID here; numbered
+      from 1 by mlt_flax.tracking), or None with face.
+    points: (5, 2) float (x, y) alignment points in source pixels (eye centres, nose tip,
+      mouth corners; mlt_flax.face_models.five_points), or None when the path has none.
   """
   index: int
   face: np.ndarray | None
-  box: tuple[int, int, int, int] | None
+  box: tuple[float, float, float, float] | None
   source_shape: tuple[int, int]
+  face_id: int | None = None
+  points: np.ndarray | None = None
 
 
 def _iou(a, b) -> float:
@@ -121,7 +134,7 @@ def _load_cascade() -> cv2.CascadeClassifier:
   return cascade
 
 
-def _as_rgb_frame(frame) -> np.ndarray:
+def as_rgb_frame(frame) -> np.ndarray:
   """Validates a frame: (H, W, 3) uint8 RGB as is, (H, W) grey uint8 expanded to 3 channels."""
   frame = np.asarray(frame)
   if frame.dtype != np.uint8:
@@ -177,7 +190,7 @@ class FaceCropper:
 
   def detect(self, frame_rgb) -> list[tuple[float, float, float, float]]:
     """Every face the cascade finds in an RGB frame, as (x, y, w, h) in source pixels."""
-    frame = _as_rgb_frame(frame_rgb)
+    frame = as_rgb_frame(frame_rgb)
     height, width = frame.shape[:2]
     scale = min(1.0, self.detect_max_side / max(height, width))
     if scale < 1.0:
@@ -202,7 +215,7 @@ class FaceCropper:
 
   def crop_box(self, frame_rgb, box) -> np.ndarray:
     """The (crop_size, crop_size, 3) uint8 crop around an (x, y, w, h) box of an RGB frame."""
-    frame = _as_rgb_frame(frame_rgb)
+    frame = as_rgb_frame(frame_rgb)
     height, width = frame.shape[:2]
     x, y, w, h = box
     side = max(1, round(max(w, h) * (1 + 2 * self.margin)))
@@ -225,11 +238,12 @@ class FaceCropper:
     # Round the corners, not x and w separately, so that the box never pokes out of the frame.
     x0, y0 = round(box[0]), round(box[1])
     int_box = (x0, y0, round(box[0] + box[2]) - x0, round(box[1] + box[3]) - y0)
-    return Frame(index=index, face=self.crop_box(frame, box), box=int_box, source_shape=shape)
+    return Frame(index=index, face=self.crop_box(frame, box), box=int_box, source_shape=shape,
+                 face_id=HAAR_FACE_ID)
 
   def crop(self, frame_rgb, index: int = 1) -> Frame:
     """One image -> Frame with the largest face (no tracking state is read or written)."""
-    frame = _as_rgb_frame(frame_rgb)
+    frame = as_rgb_frame(frame_rgb)
     boxes = self.detect(frame)
     return self._frame(index, frame, max(boxes, key=_area) if boxes else None)
 
@@ -260,22 +274,19 @@ class FaceCropper:
     """
     box = None
     for i, frame in enumerate(frames):
-      frame = _as_rgb_frame(frame)
+      frame = as_rgb_frame(frame)
       if i % self.detect_every == 0:
         box = self._follow(box, self.detect(frame))
       yield self._frame(i + 1, frame, box)
 
 
-def faces_from_path(path, cropper: FaceCropper | None = None) -> Iterator[Frame]:
-  """A video or image file -> Iterator[Frame]; an image gives one Frame with index 1.
+def faces_from_path(path, cropper=None) -> Iterator[Frame]:
+  """A video or image file -> Iterator[Frame]; an image gives Frames with index 1.
 
-  The kind is chosen by extension (media.VIDEO_EXTENSIONS, media.IMAGE_EXTENSIONS). Input
-  errors are raised at call time (the first frame is decoded eagerly); the rest is streamed.
+  cropper: a FaceCropper (default) or a mlt_flax.tracking.MultiFaceTracker: anything whose
+  track(frames) turns RGB frames into Frames. The kind of file is chosen by extension
+  (media.VIDEO_EXTENSIONS, media.IMAGE_EXTENSIONS). Input errors are raised at call time (the
+  first frame is decoded eagerly); the rest is streamed.
   """
   cropper = FaceCropper() if cropper is None else cropper
-  kinds = "a video or image file"
-  path = media.check_path(path, media.VIDEO_EXTENSIONS | media.IMAGE_EXTENSIONS, kinds)
-  if path.suffix.lower() in media.IMAGE_EXTENSIONS:
-    image = media.read_image(path)
-    return (frame for frame in [cropper.crop(image)])  # a generator, like the video case
-  return cropper.track(media.read_video(path))
+  return cropper.track(media.read_frames(path))

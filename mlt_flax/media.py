@@ -25,6 +25,8 @@ VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"})
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
+MEDIA_KINDS = "a video or image file"
 
 UINT8_MAX = 255
 UINT16_TO_UINT8 = 257  # 65535 / 255: maps the 16-bit range onto the 8-bit one exactly
@@ -138,3 +140,34 @@ def read_image(path) -> np.ndarray:
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise FaceInputError(f"{path}: cannot be decoded as an image (expected a readable image "
                          f"file): {e}") from e
+
+
+def is_video(path) -> bool:
+  """Whether a path names a video by its extension (else a photo, for media files)."""
+  return pathlib.Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def read_frames(path) -> Iterator[np.ndarray]:
+  """A video's frames (read_video), or a photo (read_image) as a stream of one frame.
+
+  The kind is chosen by extension; the path is checked and the first frame decoded at call
+  time, so bad inputs raise FaceInputError here.
+  """
+  path = check_path(path, MEDIA_EXTENSIONS, MEDIA_KINDS)
+  if is_video(path):
+    return read_video(path)
+  return iter([read_image(path)])
+
+
+def media_files(folder) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+  """(videos and photos, other files) under a folder and its sub-folders, in path order.
+
+  Hidden files and folders (a name starting with ".") are left out of both.
+  """
+  media, others = [], []
+  root = pathlib.Path(folder)
+  for path in sorted(root.rglob("*")):
+    if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+      continue
+    (media if path.suffix.lower() in MEDIA_EXTENSIONS else others).append(path)
+  return media, others

@@ -3,6 +3,7 @@
   plot_report(report, path)        grouped bars of per-AU F1, one bar per scoring (`reports`)
   au_timeline(...)                 one row per AU: probability over a video's frames
   attention_heatmaps(...)          one panel per AU: where its label token looks on the face
+  learning_curves(points, path)    mean F1 (validation, training frames) and loss over steps
 
 Figures are drawn with `matplotlib.figure.Figure` (the Agg canvas), never pyplot: no global
 backend state, safe in any process. Each function saves a PNG and returns its Figure. Layout is
@@ -171,5 +172,39 @@ def au_timeline(frames: np.ndarray, probs: np.ndarray, face_found: np.ndarray,
     ax.set_yticks([])
     ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
   axes[-1].set_xlabel("frame (grey: no face found)")
+  _suptitle(fig, title, fig_width, _DEFAULT_FONT_PT)
+  return _save(fig, path, dpi=100)
+
+
+def learning_curves(points: Sequence[dict], path, title: str = ""):
+  """Mean F1 per evaluation (validation; training frames where measured) and the training
+  loss, over steps (`curves.Curves.points`); a dashed line marks the best evaluation."""
+  fig_width = 7.0
+  fig = _figure(fig_width, 4.0)
+  ax = fig.subplots()
+  steps = [p["step"] for p in points]
+  ax.plot(steps, [p["val_mean_f1"] for p in points], "o-", color="tab:blue",
+          label="validation mean F1")
+  trained = [p for p in points if "train_mean_f1" in p]
+  if trained:
+    ax.plot([p["step"] for p in trained], [p["train_mean_f1"] for p in trained], "s--",
+            color="tab:green", label="training frames mean F1")
+  if points:
+    best = max(points, key=lambda p: p["val_mean_f1"])
+    ax.axvline(best["step"], color="0.5", linestyle=":", linewidth=1,
+               label=f"best: {best['val_mean_f1']:.3f} at step {best['step']}")
+  ax.set_ylim(0, 1)
+  ax.set_xlabel("step")
+  ax.set_ylabel("mean F1 (threshold 0.5)")
+  lossy = [p for p in points if "train_loss" in p]
+  handles, labels = ax.get_legend_handles_labels()
+  if lossy:
+    loss_ax = ax.twinx()
+    loss_ax.plot([p["step"] for p in lossy], [p["train_loss"] for p in lossy], "^-",
+                 color="tab:red", alpha=0.6, label="training loss")
+    loss_ax.set_ylabel("training loss")
+    more_handles, more_labels = loss_ax.get_legend_handles_labels()
+    handles, labels = handles + more_handles, labels + more_labels
+  ax.legend(handles, labels, fontsize=_SMALL_FONT_PT, loc="lower right")
   _suptitle(fig, title, fig_width, _DEFAULT_FONT_PT)
   return _save(fig, path, dpi=100)

@@ -24,9 +24,7 @@ import ml_collections
 import numpy as np
 
 from mlt_flax import export
-from mlt_flax import faces
 from mlt_flax import predict
-from mlt_flax import runtime
 
 METADATA_FILE, FORMAT = export.METADATA_FILE, export.FORMAT
 SUPPORTED_FORMAT_VERSIONS = (1,)
@@ -167,7 +165,8 @@ class OnnxPredictor(predict.Predictor):
   """`predict.Predictor`'s interface on an exported model, run by ONNX Runtime.
 
   What `predict.predict` uses: config, au_names, batch_size, frame_size, step,
-  run(frames, name, heatmap_frames), attention_maps(crops) (empty: no attention output).
+  run(frames, name, heatmap_frames, source) (Predictor's, around this class's _infer), and
+  attention_maps(crops) (empty: no attention output).
   Batches are the JAX path's (config.eval.batch_size, decoded in a background thread while
   ONNX Runtime computes); the last batch runs at its own size, not padded.
   """
@@ -181,18 +180,11 @@ class OnnxPredictor(predict.Predictor):
     self.batch_size = int(self.config.eval.batch_size)
     self._warned_heatmaps = False
 
-  def run(self, frames: Iterator[faces.Frame], name: str,
-          heatmap_frames=()) -> predict.VideoPrediction:
-    """Probabilities for a stream of frames; decoding overlaps ONNX Runtime's work."""
-    index, found, crops = [], [], {}
-    batches = runtime.prefetch(self._batches(frames, index, found, crops, heatmap_frames),
-                               predict.PREFETCH_BATCHES)
-    results = [(b["slot"], self.model(b["image"][:len(b["slot"])])) for b in batches]
-    probs = np.full((len(index), len(self.au_names)), np.nan, np.float32)
-    for slots, p in results:
-      probs[slots] = p
-    return predict.VideoPrediction(name, np.asarray(index, int), np.asarray(found, bool),
-                                   probs, crops)
+  def _infer(self, batches: Iterator[dict]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(row indices, their probabilities) per batch, ONNX Runtime at the batch's own size;
+    `Predictor.run` drives it (decoding, tracking and alignment overlap in its thread)."""
+    for b in batches:
+      yield b["slot"], self.model(b["image"][:len(b["slot"])])
 
   def attention_maps(self, crops: dict) -> dict:
     """{}: the exported graph outputs probabilities only."""

@@ -31,10 +31,12 @@ from mlt_flax import augment
 from mlt_flax import checkpoints
 from mlt_flax import configuration
 from mlt_flax import console
+from mlt_flax import curves
 from mlt_flax import input_pipeline
 from mlt_flax import losses
 from mlt_flax import metrics as challenge_metrics
 from mlt_flax import models
+from mlt_flax import plots
 from mlt_flax import runtime
 
 AXIS = runtime.AXIS
@@ -113,17 +115,20 @@ def make_train_step(config: ml_collections.ConfigDict, dp: runtime.DataParallel,
 
 
 def evaluate_f1(predict, state: runtime.TrainState, config: ml_collections.ConfigDict,
-                dp: runtime.DataParallel) -> dict:
+                dp: runtime.DataParallel, *, split: str | None = None,
+                frame_stride: int | None = None) -> dict:
   """Validation per-AU F1 at the fixed threshold ('val_f1/AU..') and their mean, over the
   AUs the evaluation dataset annotates (`runtime.scored_aus`).
 
   The same scoring as the reports (`metrics.f1_scores` over every scored frame, from every
   process), on the frames of `input_pipeline.eval_batches`: with a face crop, every
   config.data.frame_stride-th (the report's 'strided' secondary row; the challenge protocol,
-  every labelled frame, is `evaluate`'s).
+  every labelled frame, is `evaluate`'s). `split` and `frame_stride` score another split of
+  the evaluation dataset (the learning curves' training frames) the same way.
   """
   batches = input_pipeline.eval_batches(
       config, local_batch_size=dp.local_batch_size(config.eval.batch_size, "eval.batch_size"),
+      split=split, frame_stride=frame_stride,
       process_index=jax.process_index(), process_count=jax.process_count())
   pred = runtime.collect(predict, runtime.variables_of(state), batches, dp)
   columns, names = runtime.scored_aus(config)
@@ -132,6 +137,17 @@ def evaluate_f1(predict, state: runtime.TrainState, config: ml_collections.Confi
   out = {f"val_f1/{n}": float(v) for n, v in zip(names, per_au)}
   out[checkpoints.BEST_METRIC] = float(mean)
   return out
+
+
+def _train_frames_f1(predict, state: runtime.TrainState, config: ml_collections.ConfigDict,
+                     dp: runtime.DataParallel) -> float | None:
+  """Mean F1 on every config.eval.train_f1_stride-th training frame (None when 0)."""
+  stride = config.eval.train_f1_stride
+  if not stride:
+    return None
+  split = config.data.train_splits[list(config.data.datasets).index(config.data.eval_dataset)]
+  return evaluate_f1(predict, state, config, dp, split=split,
+                     frame_stride=stride)[checkpoints.BEST_METRIC]
 
 
 def param_digest(params) -> str:
@@ -234,9 +250,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     untrained_eval = json.loads(untrained_path.read_text())
   t = config.train
   step = start_step
+  learning = curves.Curves.load(workdir, start_step)
+  stopped_early = learning.should_stop(t.early_stopping_patience)  # before a resumption
+  if stopped_early:
+    print(f"stopped early before: {learning.story()}")
   try:
     with metric_writers.ensure_flushes(writer):
-      while step < total_steps:
+      while step < total_steps and not stopped_early:
         state, step_metrics, finite = step_fn(state, dp.to_global(next(batches)))
         step += 1
         if not bool(finite):
@@ -262,14 +282,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if do_eval:
           last_eval = evaluate_f1(predict, state, config, dp)
           last_eval_step = step
-          writer.write_scalars(step, last_eval)
+          train_f1 = _train_frames_f1(predict, state, config, dp)
+          writer.write_scalars(step, {**last_eval, **(
+              {} if train_f1 is None else {"train_mean_f1": train_f1})})
+          learning.add(step, last_eval[checkpoints.BEST_METRIC], train_mean_f1=train_f1,
+                       train_loss=history[-1]["train/loss"] if history else None)
+          if main_process:
+            learning.save(workdir)
+          stopped_early = learning.should_stop(t.early_stopping_patience)
         progress.note(", ".join(
             ([f"loss {history[-1]['train/loss']:.3f}"] if history else []) +
             ([f"val F1 {last_eval[checkpoints.BEST_METRIC]:.3f} at step {last_eval_step}"]
              if last_eval else [])))
         progress(step)
         if (step % t.checkpoint_every_steps == 0 or step == total_steps or
-            preemption.requested):
+            preemption.requested or (do_eval and t.early_stopping_patience)):
           checkpoints.save(mngr, step, state, config,
                            metrics={checkpoints.BEST_METRIC: last_eval[
                                checkpoints.BEST_METRIC]} if do_eval else None)
@@ -278,6 +305,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           progress.interrupt()
           print(f"SIGTERM: saved checkpoint step {step}; exiting")
           sys.exit(0)
+        if stopped_early:
+          progress.interrupt()
+          print(f"early stop at step {step} of {total_steps} "
+                f"(train.early_stopping_patience={t.early_stopping_patience})")
   finally:
     checkpoints.wait(mngr)
     preemption.restore()
@@ -289,8 +320,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {"steps": step, "train_frames": train_frames, "steps_per_epoch": steps_per_epoch,
              "final_eval": last_eval, "untrained_eval": untrained_eval,
              "nonfinite_steps": int(state.nonfinite_steps), "best_step": mngr.best_step(),
+             "stopped_early": stopped_early, "evaluations": learning.points,
              "param_digest": digest, "history": history}
   _write_json(workdir / "summary.json", summary)
+  if main_process and learning.points:
+    plots.learning_curves(learning.points, workdir / curves.PLOT,
+                          title=f"learning curves: {workdir.name}")
+    print(f"{learning.story()}; curves in {workdir / curves.PLOT}")
   print(f"done: {step} steps; validation mean F1 {last_eval[checkpoints.BEST_METRIC]:.3f} "
         f"(threshold {config.eval.threshold}); best checkpoint step {mngr.best_step()}; "
         f"summary in {workdir / 'summary.json'}" +

@@ -125,6 +125,38 @@ def test_hlo_ops_are_told_apart_by_what_they_compute():
   assert {"conv", "dot"} <= kinds
 
 
+def test_a_convolution_xla_rewrote_as_a_dot_is_still_a_convolution():
+  x, w = jnp.ones((2, 16, 16, 8)), jnp.ones((1, 1, 8, 32))
+  compiled = jax.jit(lambda x, w: lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))).lower(x, w).compile()
+  lines, bodies = trace._hlo_index(compiled.as_text())  # pylint: disable=protected-access
+  kinds = {trace._op_kind(line, bodies) for line in lines.values()}  # pylint: disable=protected-access
+  assert "conv" in kinds and "dot" not in kinds
+
+
+def test_the_other_ops_are_told_apart_by_their_source():
+  def fn(x):
+    with jax.named_scope("BatchNorm_0"):
+      x = (x - x.mean(0)) * lax.rsqrt(x.var(0) + 1e-3)
+    return jnp.cumsum(x, axis=1) * 2.0  # not a BatchNorm op, and outside the model
+
+  compiled = jax.jit(fn).lower(jnp.ones((64, 32))).compile()
+  lines, bodies = trace._hlo_index(compiled.as_text())  # pylint: disable=protected-access
+  kinds = {trace._other_kind(line, bodies) for line in lines.values()  # pylint: disable=protected-access
+           if trace._op_kind(line, bodies) == "other"}  # pylint: disable=protected-access
+  assert "batchnorm" in kinds and kinds <= set(trace.OTHER_KINDS)
+
+
+def test_the_flops_of_each_kind_are_counted_from_the_hlo_shapes():
+  compiled, call = compiled_conv_then_dot()
+  t = trace.trace_ops(call, compiled)
+  # 3x3 conv, 8 -> 8 channels over 2x16x16: 2 FLOPs x outputs x (3 x 3 x 8) taps.
+  assert t["conv_flops"] == 2 * (2 * 16 * 16 * 8) * (3 * 3 * 8)
+  # (512 x 8) @ (8 x 64).
+  assert t["dot_flops"] == 2 * (512 * 64) * 8
+  assert t["wall_ms"] > 0
+
+
 def test_trace_ops_sums_the_ops_of_one_call():
   compiled, call = compiled_conv_then_dot()
   t = trace.trace_ops(call, compiled)
@@ -262,9 +294,15 @@ def test_quick_run_writes_the_same_table_as_markdown(quick_run):
 def test_quick_run_measures_every_worker_at_the_quick_sizes(quick_run):
   _, _, results = quick_run
   assert results["sizes"] == dataclasses.asdict(plans.QUICK)
-  for name in ("jax_default", "jax_ynn", "jax_bf16", "keras_fp32", "keras_bf16", "input",
-               "metric"):
+  for name in ("jax_default", "jax_ynn", "jax_bf16", "jax_trace", "export", "keras_fp32",
+               "keras_bf16", "input", "metric"):
     assert results[name]["worker_wall_s"] > 0, name
+  # The profile is traced on one core with synchronous Eigen, so that op time adds up.
+  assert len(results["jax_trace"]["cpus"]) == 1
+  assert run.SYNC_EIGEN_FLAG in results["jax_trace"]["xla_flags"]
+  assert results["jax_trace"]["trace_train"]["conv_flops"] > 0
+  paths = [row["path"] for row in results["export"]["models"]["quick"]["rows"]]
+  assert paths == ["jax", "jax folded", "onnxruntime", "keras"]
   assert run.YNN_FLAG in results["jax_ynn"]["xla_flags"]
   assert run.YNN_FLAG not in results["jax_default"]["xla_flags"]
   assert results["jax_bf16"]["dtype"] == "bfloat16"

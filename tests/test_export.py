@@ -162,8 +162,8 @@ def test_predict_model_writes_the_jax_paths_csv(trained, exported, tmp_path):
         f"{np.abs(p - p_jax).max():.1e}")
   assert np.abs(p - p_jax).max() <= 1e-4 + 1e-9  # printed to 4 decimals
   clear = np.abs(p_jax - 0.5) > 1e-4  # 0/1 columns, where rounding cannot flip them
-  decisions = np.array([[int(x) for x in rows[i][14:]] for i in face])
-  decisions_jax = np.array([[int(x) for x in rows_jax[i][14:]] for i in face])
+  decisions = np.array([[int(x) for x in rows[i][14:26]] for i in face])
+  decisions_jax = np.array([[int(x) for x in rows_jax[i][14:26]] for i in face])
   assert (decisions == decisions_jax)[clear].all()
   assert (tmp_path / "onnx" / "abaw" / "single_face.txt").exists()
   assert (tmp_path / "onnx" / "single_face_timeline.png").stat().st_size > 0

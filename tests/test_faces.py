@@ -297,6 +297,20 @@ def test_corrupt_image_is_an_input_error(tmp_path, cropper):
     faces.faces_from_path(path, cropper)
 
 
+def test_a_folder_lists_its_videos_and_photos_recursively_and_the_rest_apart(tmp_path):
+  for name in ("b/clip.MP4", "a.jpg", "b/c/d.png", "notes.txt", ".hidden/e.jpg", "b/.f.jpg"):
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(b"")
+  found, others = media.media_files(tmp_path)
+  assert found == [tmp_path / "a.jpg", tmp_path / "b/c/d.png", tmp_path / "b/clip.MP4"]
+  assert others == [tmp_path / "notes.txt"]
+
+
+def test_a_photo_reads_as_a_stream_of_one_frame():
+  (frame,) = media.read_frames(assets.path("single_face.jpg"))
+  assert frame.shape == (562, 572, 3)
+
+
 @pytest.fixture(scope="module")
 def photo():
   return media.read_image(assets.path("single_face.jpg"))

@@ -11,6 +11,7 @@ from configs import tiny
 from conftest import loop_config
 from mlt_flax import aus
 from mlt_flax import checkpoints
+from mlt_flax import curves
 from mlt_flax import models
 from mlt_flax import runtime
 from mlt_flax import train
@@ -99,6 +100,33 @@ def test_tiny_training_runs_end_to_end_and_the_loss_goes_down(trained):
   assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
                 if p.name.isdigit()) == [6, 12]
   assert list(workdir.glob("events.out.tfevents*"))  # TensorBoard, through clu's writer
+  # The learning curves: one point per evaluation, kept in the workdir and drawn.
+  assert [p["step"] for p in summary["evaluations"]] == [6, 12]
+  assert json.loads((workdir / curves.FILE).read_text())["evaluations"] == summary["evaluations"]
+  assert (workdir / curves.PLOT).stat().st_size > 0
+
+
+def test_early_stopping_ends_a_run_whose_validation_f1_stopped_improving(
+    synthetic_tfds, tmp_path, capsys):
+  config = loop_config(synthetic_tfds, num_steps=12, eval_every_steps=2,
+                       checkpoint_every_steps=12, early_stopping_patience=2)
+  config.eval.threshold = 0.999  # nothing is ever predicted: F1 0.0 at every evaluation
+  config.eval.train_f1_stride = 3
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  # Best at step 2 (the first); steps 4 and 6 do not beat it: stop at 6. With early stopping
+  # every evaluation is checkpointed, so that the best one has its checkpoint.
+  assert summary["steps"] == 6 and summary["stopped_early"]
+  assert [p["step"] for p in summary["evaluations"]] == [2, 4, 6]
+  assert all("train_mean_f1" in p and "train_loss" in p for p in summary["evaluations"])
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                if p.name.isdigit()) == [2, 4, 6]
+  out = capsys.readouterr().out
+  assert "early stop at step 6 of 12" in out
+  assert "peaked at 0.000 at step 2 (3 evaluations); no improvement in the 2 evaluations" in out
+  # The same command again: the run is over, nothing more is trained.
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again["steps"] == 6 and again["stopped_early"]
+  assert "stopped early before" in capsys.readouterr().out
 
 
 def test_resume_continues_exactly_where_it_stopped(trained, synthetic_tfds, tmp_path):
