@@ -78,7 +78,7 @@ NO_FACE_ID = 0  # face_ids of rows without an id: faceless frames, frame folders
 BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")  # source pixels, (x, y) the top-left corner
 POINT_COLUMNS = tuple(f"{p}_{c}" for p in ("eye_l", "eye_r", "nose", "mouth_l", "mouth_r")
                       for c in "xy")  # l, r: the image's left and right
-PROGRESS_FRACTION = 0.25  # in a log, a progress line every quarter of the frames
+PROGRESS_FRACTION = 1.0  # in a log or pipe: one line when done (per-video lines tell the rest)
 ANNOTATED_FOURCC = "mp4v"  # MPEG-4 Part 2: OpenCV's pip wheels write it without extra codecs
 MIN_FPS = 1.0  # for a video whose header gives no frame rate
 
