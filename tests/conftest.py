@@ -88,3 +88,25 @@ def write_face_video(path, num_frames, size, fps=25, face_side=120):
     writer.write(frame)
   writer.release()
   return path
+
+
+# MediaPipe's networks (mlt_flax.face_models), loaded once for the face tests.
+@pytest.fixture(scope="session")
+def short():
+  """BlazeFace short range."""
+  from mlt_flax import face_models  # pylint: disable=g-import-not-at-top
+  return face_models.FaceDetector("short")
+
+
+@pytest.fixture(scope="session")
+def full():
+  """BlazeFace full range (predict's default)."""
+  from mlt_flax import face_models  # pylint: disable=g-import-not-at-top
+  return face_models.FaceDetector("full")
+
+
+@pytest.fixture(scope="session")
+def mesh():
+  """FaceMesh."""
+  from mlt_flax import face_models  # pylint: disable=g-import-not-at-top
+  return face_models.FaceMesh()

@@ -20,18 +20,8 @@ VERSIONS = [(30, 1.0, (0, 0)), (-30, 1.0, (0, 0)), (0, 0.5, (0, 0)), (0, 2.0, (0
 EYES, MOUTH = slice(0, 2), slice(3, 5)
 
 
-@pytest.fixture(scope="module")
-def detector():
-  return face_models.FaceDetector("short")
-
-
-@pytest.fixture(scope="module")
-def mesh():
-  return face_models.FaceMesh()
-
-
-def _five_points(image, detector, mesh) -> np.ndarray:
-  (face,) = detector.detect(image)
+def _five_points(image, short, mesh) -> np.ndarray:
+  (face,) = short.detect(image)
   return face_models.five_points(mesh.photo_landmarks(image, face))
 
 
@@ -103,9 +93,9 @@ def test_shrinking_a_face_averages_its_pixels_instead_of_aliasing():
 # --- On real photos ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", PHOTOS)
-def test_eyes_and_mouth_land_on_the_template(name, detector, mesh):
+def test_eyes_and_mouth_land_on_the_template(name, short, mesh):
   image = media.read_image(assets.path(name))
-  points = _five_points(image, detector, mesh)
+  points = _five_points(image, short, mesh)
   aligned = alignment.transform_points(alignment.alignment_matrix(points), points)
   error = np.linalg.norm(aligned - alignment.TEMPLATE_112, axis=1)
   # Within a few px: the least-squares fit spreads each face's own proportions over the five
@@ -121,14 +111,14 @@ def test_eyes_and_mouth_land_on_the_template(name, detector, mesh):
 
 
 @pytest.mark.parametrize("name", PHOTOS)
-def test_alignment_undoes_rotation_scale_and_shift(name, detector, mesh):
+def test_alignment_undoes_rotation_scale_and_shift(name, short, mesh):
   image = media.read_image(assets.path(name))
-  points = _five_points(image, detector, mesh)
+  points = _five_points(image, short, mesh)
   reference = alignment.alignment_matrix(points)
   reference_crop = alignment.align(image, points).astype(np.float32)
   for angle, scale, shift in VERSIONS:
     version, to_version = _version(image, angle, scale, shift)
-    found = _five_points(version, detector, mesh)
+    found = _five_points(version, short, mesh)
     matrix = alignment.alignment_matrix(found)
     # The photo's own eye centres, carried into the version and aligned from there, land
     # within 1.5 px of where the upright photo's alignment puts them (measured: < 1 px); and

@@ -25,21 +25,6 @@ WOLFGANG_FRAMES = 472
 
 
 @pytest.fixture(scope="module")
-def short():
-  return face_models.FaceDetector("short")
-
-
-@pytest.fixture(scope="module")
-def full():
-  return face_models.FaceDetector("full")
-
-
-@pytest.fixture(scope="module")
-def mesh():
-  return face_models.FaceMesh()
-
-
-@pytest.fixture(scope="module")
 def photo():
   return media.read_image(assets.path("single_face.jpg"))
 

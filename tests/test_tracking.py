@@ -13,26 +13,14 @@ import pytest
 
 from mlt_flax import alignment
 from mlt_flax import assets
-from mlt_flax import face_models
 from mlt_flax import faces
 from mlt_flax import media
 from mlt_flax import tracking
+from test_face_models import MULTI_FACE_CENTRES
 
 CANVAS = (480, 720)  # (height, width) of the composed videos
 FACE_SIDE = 200  # the pasted photos' side, pixels
 STEP_PX = 6  # the first face moves this far right every frame
-# Centres (x, y) of the five faces in multi_face.jpg, left to right (test_face_models.py's).
-MULTI_FACE_CENTRES = [(265, 115), (365, 295), (478, 265), (578, 375), (735, 355)]
-
-
-@pytest.fixture(scope="module")
-def detector():
-  return face_models.FaceDetector("full")
-
-
-@pytest.fixture(scope="module")
-def mesh():
-  return face_models.FaceMesh()
 
 
 def _photo(name: str) -> np.ndarray:
@@ -70,8 +58,8 @@ def _ids_per_frame(records) -> list[list[int]]:
 
 
 def test_a_face_that_leaves_for_a_few_frames_keeps_its_id_and_a_new_face_gets_a_new_one(
-    detector, mesh):
-  tracker = tracking.MultiFaceTracker(detector, mesh, max_missing=10)
+    full, mesh):
+  tracker = tracking.MultiFaceTracker(full, mesh, max_missing=10)
   ids = _ids_per_frame(tracker.track(_scene(gap=5)))
   assert len(ids) == 35  # one record at least for every frame, the faceless ones too
   assert ids[:10] == [[1]] * 10
@@ -80,22 +68,22 @@ def test_a_face_that_leaves_for_a_few_frames_keeps_its_id_and_a_new_face_gets_a_
   assert ids[25:] == [[1, 2]] * 10
 
 
-def test_a_face_gone_for_longer_than_max_missing_comes_back_as_a_new_face(detector, mesh):
-  tracker = tracking.MultiFaceTracker(detector, mesh, max_missing=3)
+def test_a_face_gone_for_longer_than_max_missing_comes_back_as_a_new_face(full, mesh):
+  tracker = tracking.MultiFaceTracker(full, mesh, max_missing=3)
   ids = _ids_per_frame(tracker.track(_scene(gap=5)))
   assert ids[:10] == [[1]] * 10 and ids[15:25] == [[2]] * 10 and ids[25:] == [[2, 3]] * 10
 
 
-def test_each_video_starts_its_ids_afresh(detector, mesh):
-  tracker = tracking.MultiFaceTracker(detector, mesh)
+def test_each_video_starts_its_ids_afresh(full, mesh):
+  tracker = tracking.MultiFaceTracker(full, mesh)
   scene = _scene(gap=2)
   tracker.track(scene)  # a generator: nothing runs until it is read
   list(tracker.track(scene))
   assert _ids_per_frame(tracker.track(scene[:3])) == [[1]] * 3
 
 
-def test_the_tracked_box_follows_the_moving_face(detector, mesh):
-  records = list(tracking.MultiFaceTracker(detector, mesh).track(_scene(gap=0)[:10]))
+def test_the_tracked_box_follows_the_moving_face(full, mesh):
+  records = list(tracking.MultiFaceTracker(full, mesh).track(_scene(gap=0)[:10]))
   centres = np.array([r.box[0] + r.box[2] / 2 for r in records])
   steps = np.diff(centres)
   # The first frame's landmarks come from the detection's crop refined once, then from the
@@ -109,9 +97,9 @@ def test_the_tracked_box_follows_the_moving_face(detector, mesh):
     assert y0 <= r.box[1] and r.box[1] + r.box[3] <= y0 + FACE_SIDE
 
 
-def test_records_carry_an_aligned_112_crop_and_the_five_points(detector, mesh):
+def test_records_carry_an_aligned_112_crop_and_the_five_points(full, mesh):
   (record,) = faces.faces_from_path(assets.path("single_face.jpg"),
-                                    tracking.MultiFaceTracker(detector, mesh))
+                                    tracking.MultiFaceTracker(full, mesh))
   image = media.read_image(assets.path("single_face.jpg"))
   assert record.index == 1 and record.face_id == 1 and record.source_shape == image.shape[:2]
   assert record.face.shape == (112, 112, 3) and record.face.dtype == np.uint8
@@ -120,9 +108,9 @@ def test_records_carry_an_aligned_112_crop_and_the_five_points(detector, mesh):
   np.testing.assert_array_equal(record.face, alignment.align(image, record.points))
 
 
-def test_every_face_of_a_group_photo_gets_an_id_left_to_right(detector, mesh):
+def test_every_face_of_a_group_photo_gets_an_id_left_to_right(full, mesh):
   records = list(faces.faces_from_path(assets.path("multi_face.jpg"),
-                                       tracking.MultiFaceTracker(detector, mesh)))
+                                       tracking.MultiFaceTracker(full, mesh)))
   assert [r.face_id for r in records] == [1, 2, 3, 4, 5]
   for r, (cx, cy) in zip(sorted(records, key=lambda r: r.box[0]), MULTI_FACE_CENTRES):
     x, y, w, h = r.box
@@ -131,16 +119,16 @@ def test_every_face_of_a_group_photo_gets_an_id_left_to_right(detector, mesh):
   assert lefts == sorted(lefts)  # faces found on one frame are numbered left to right
 
 
-def test_a_video_without_a_face_gives_one_empty_record_per_frame(detector, mesh):
-  tracker = tracking.MultiFaceTracker(detector, mesh)
+def test_a_video_without_a_face_gives_one_empty_record_per_frame(full, mesh):
+  tracker = tracking.MultiFaceTracker(full, mesh)
   records = list(faces.faces_from_path(assets.path("no_face.mp4"), tracker))
   n = sum(1 for _ in media.read_video(assets.path("no_face.mp4")))
   assert [r.index for r in records] == list(range(1, n + 1))
   assert all(r.face is None and r.face_id is None and r.box is None for r in records)
 
 
-def test_the_detector_runs_every_detect_every_frames_while_faces_are_tracked(detector, mesh):
-  tracker = tracking.MultiFaceTracker(detector, mesh, detect_every=10)
+def test_the_detector_runs_every_detect_every_frames_while_faces_are_tracked(full, mesh):
+  tracker = tracking.MultiFaceTracker(full, mesh, detect_every=10)
   frames = media.read_video(assets.path("WolfgangLanger_Pexels.mp4"))
   records = list(itertools.islice(tracker.track(frames), 100))
   assert [r.face_id for r in records] == [1] * 100
@@ -149,6 +137,6 @@ def test_the_detector_runs_every_detect_every_frames_while_faces_are_tracked(det
 
 @pytest.mark.parametrize("kwargs", [{"detect_every": 0}, {"max_missing": -1},
                                     {"crop_size": 0}])
-def test_bad_tracker_settings_are_refused(detector, mesh, kwargs):
+def test_bad_tracker_settings_are_refused(full, mesh, kwargs):
   with pytest.raises(ValueError, match=next(iter(kwargs))):
-    tracking.MultiFaceTracker(detector, mesh, **kwargs)
+    tracking.MultiFaceTracker(full, mesh, **kwargs)
