@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+TOP_PER_KIND = 4
+
 
 def trace_ops(fn, compiled) -> dict:
   """Runs fn() once under jax.profiler and sums the time of each HLO op of `compiled`.
@@ -37,8 +39,9 @@ def trace_ops(fn, compiled) -> dict:
   Ops can run on several threads at once, so the sum can exceed the wall time. Returns
   milliseconds by kind (conv_ms, dot_ms, other_ms), their total_ms, the FLOPs executed by
   kind (conv_flops, dot_flops), the other ops' time by what they belong to (other_split_ms:
-  OTHER_KINDS), the traced call's wall time (wall_ms), and the largest single op: top_ms, and
-  top_op (its name, output shape, window and source layer).
+  OTHER_KINDS), the traced call's wall time (wall_ms), the largest single op: top_ms, and
+  top_op (its name, output shape, window and source layer), and the TOP_PER_KIND largest ops
+  of each other-kind (largest_other), which say what an other-kind's time is.
   """
   lines, bodies = _hlo_index(compiled.as_text())
   per_op, counts = collections.Counter(), collections.Counter()
@@ -56,11 +59,18 @@ def trace_ops(fn, compiled) -> dict:
     if kind == "other":
       rest[_other_kind(lines[op], bodies)] += ms
   top, top_ms = per_op.most_common(1)[0] if per_op else ("none", 0.0)
+  largest = collections.defaultdict(list)  # the few largest ops of each other-kind
+  for op, ms in per_op.most_common():
+    if _op_kind(lines[op], bodies) == "other":
+      kind = _other_kind(lines[op], bodies)
+      if len(largest[kind]) < TOP_PER_KIND:
+        largest[kind].append(f"{ms:.0f} ms {op}: {_describe(lines[op])}")
   return {"conv_ms": kinds["conv"], "dot_ms": kinds["dot"], "other_ms": kinds["other"],
           "total_ms": sum(kinds.values()), "conv_flops": work["conv"],
           "dot_flops": work["dot"], "other_split_ms": dict(rest.most_common()),
           "wall_ms": wall_ms, "top_ms": top_ms,
-          "top_op": f"{top}: {_describe(lines.get(top, ''))}"}
+          "top_op": f"{top}: {_describe(lines.get(top, ''))}",
+          "largest_other": dict(largest)}
 
 
 def _profile(fn) -> tuple[list[dict], float]:
@@ -111,22 +121,30 @@ def _op_kind(line: str, bodies: dict) -> str:
 
 
 # What an op that is neither a convolution nor a matrix product belongs to, by its source.
-OTHER_KINDS = ("batchnorm", "copy", "model", "input", "update")
+OTHER_KINDS = ("batchnorm", "pooling", "copy", "model", "input", "update", "no_source")
 # Sources of the input side of a step: augmentation, resizing and the random numbers they draw
 # (mixup's Beta variates are gamma rejection-sampling loops).
 _INPUT_SOURCES = ("augment", "resize", "_beta", "_gamma", "_uniform", "threefry", "bernoulli",
                   "randint", "_normal")
+# A BatchNorm op's source: Flax's BatchNorm, or the `bn` of the backbones' ConvBN.
+_BATCHNORM_SOURCE = r"(?i)batch_?norm|/bn\b"
+# Pooling, forward and backward: XLA:CPU writes a max pool's gradient as a reduce-window over
+# (value, index) pairs and a select-and-scatter, which keep no source.
+_POOLING_OPCODES = ("reduce-window(", "select-and-scatter(")
 
 
 def _other_kind(line: str, bodies: dict) -> str:
-  """One of OTHER_KINDS: BatchNorm (statistics, normalisation, their gradients), a layout
-  copy or transpose, the rest of the model's forward and backward pass (activations, pooling,
-  attention's softmax, the loss), the input side (augmentation, resize, random numbers), or
-  what follows the gradient (the optimiser update, metrics, the NaN guard)."""
+  """One of OTHER_KINDS: BatchNorm (statistics, normalisation, their gradients), pooling
+  (max and average pools and their gradients), a layout copy or transpose, the rest of the
+  model's forward and backward pass (activations, attention's softmax, the loss), the input
+  side (augmentation, resize, random numbers), what follows the gradient (the optimiser
+  update, metrics, the NaN guard), or an op XLA made without a source (no_source)."""
   text = _called_text(line, bodies)
   sources = re.findall(r'op_name="([^"]*)"', text)
-  if any(re.search(r"(?i)batch_?norm", s) for s in sources):
+  if any(re.search(_BATCHNORM_SOURCE, s) for s in sources):
     return "batchnorm"
+  if any(op in text for op in _POOLING_OPCODES) or any("pool" in s for s in sources):
+    return "pooling"
   opcode = re.match(r"\S+ ([\w\-]+)\(", line)
   if opcode and opcode.group(1) in ("copy", "transpose", "copy-start", "copy-done"):
     return "copy"
@@ -134,7 +152,7 @@ def _other_kind(line: str, bodies: dict) -> str:
     return "model"
   if any(k in s for s in sources for k in _INPUT_SOURCES):
     return "input"
-  return "update"
+  return "update" if sources else "no_source"
 
 
 def _dims(shape: str) -> list[int]:

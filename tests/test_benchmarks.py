@@ -147,6 +147,21 @@ def test_the_other_ops_are_told_apart_by_their_source():
   assert "batchnorm" in kinds and kinds <= set(trace.OTHER_KINDS)
 
 
+def test_a_max_pool_and_its_gradient_count_as_pooling_and_a_conv_bn_as_batchnorm():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  def loss(x):
+    with jax.named_scope("MLT/backbone/Conv2d_1a/bn"):  # where ConvBN's statistics live
+      x = (x - x.mean((0, 1, 2))) * lax.rsqrt(x.var((0, 1, 2)) + 1e-3)
+    return jnp.sum(nn.max_pool(jax.nn.relu(x), (3, 3), strides=(2, 2)) ** 2)
+
+  compiled = jax.jit(jax.grad(loss)).lower(jnp.ones((2, 15, 15, 8))).compile()
+  lines, bodies = trace._hlo_index(compiled.as_text())  # pylint: disable=protected-access
+  kinds = {trace._other_kind(line, bodies) for line in lines.values()  # pylint: disable=protected-access
+           if trace._op_kind(line, bodies) == "other"}  # pylint: disable=protected-access
+  assert {"batchnorm", "pooling"} <= kinds <= set(trace.OTHER_KINDS)
+
+
 def test_the_flops_of_each_kind_are_counted_from_the_hlo_shapes():
   compiled, call = compiled_conv_then_dot()
   t = trace.trace_ops(call, compiled)
