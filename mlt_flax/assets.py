@@ -81,6 +81,11 @@ ASSETS = {
         ("face_landmark.tflite", 2439440,
          "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493"),
     ]},
+    # 1,797 real handwritten-digit scans (UCI optdigits, 8x8): the second benchmark's pixels
+    # (mlt_flax.data.digit_videos).
+    "digits.csv.gz": Asset(
+        "scikit-learn==1.9.1", "sklearn/datasets/data/digits.csv.gz", 57523,
+        "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"),
 }
 
 

@@ -16,8 +16,9 @@ What `augment` does, and how it keeps the recipe's order
      drawn with replacement from the same batch, frames and labels mixed with the same lambda.
   2. brightness (+U(-delta, delta), clip to [0, 1]) and 3. channel drop (each channel zeroed
      with probability p), per sample, still at native size.
-  4. ONE bilinear resampling per frame that composes flip -> rotation -> zoom and the resize
-     from native size to `size` (the recipe resizes first, then augments at `size`).
+  4. ONE bilinear resampling per frame that composes flip -> rotation -> zoom (-> shift, off
+     in the recipe: `translate`, for the plain-CNN reference) and the resize from native
+     size to `size` (the recipe resizes first, then augments at `size`).
   5. label smoothing, on the labels only.
 Moving the flip after brightness and channel drop changes nothing: both are spatially uniform
 per sample, so they commute exactly with any pixel permutation. Brightness and channel drop
@@ -51,6 +52,7 @@ MAX_PIXEL_VALUE = 255.0  # uint8 white
 FLIP_PROB = 0.5  # docs/recipe.md: horizontal flip of half the frames
 FILL_MODES = ("reflect", "nearest", "constant")
 DEFAULT_FILL_MODE = "reflect"  # used when the augment config has no fill_mode field
+TRANSLATE_KEY = 6  # the shift's key: fold_in(rng, 6), beside the 6 split keys of the others
 CONSTANT_FILL_VALUE = 0.0  # 'constant' fill, in [0, 1] pixel space: black
 
 
@@ -130,8 +132,9 @@ def bilinear_sample(images: jax.Array, y: jax.Array, x: jax.Array,
 
 
 def warp(images: jax.Array, flip: jax.Array, angle: jax.Array, scale: jax.Array, size: int,
-         fill_mode: str = DEFAULT_FILL_MODE) -> jax.Array:
-  """Resize to size x size, then flip, rotate and zoom about the centre, in ONE resampling.
+         fill_mode: str = DEFAULT_FILL_MODE, shift: jax.Array | None = None) -> jax.Array:
+  """Resize to size x size, then flip, rotate, zoom about the centre and shift, in ONE
+  resampling.
 
   Args:
     images: (B, H, W, C) float frames (any range; interpolation is linear).
@@ -140,6 +143,7 @@ def warp(images: jax.Array, flip: jax.Array, angle: jax.Array, scale: jax.Array,
     scale: (B,) > 0, then magnify the content by this factor.
     size: output height = width.
     fill_mode: 'reflect', 'nearest' or 'constant' (black), for pixels from outside the frame.
+    shift: (B, 2) output pixels (down, right), then move the content by this much; None: 0.
   Returns:
     (B, size, size, C) float32.
   """
@@ -148,6 +152,8 @@ def warp(images: jax.Array, flip: jax.Array, angle: jax.Array, scale: jax.Array,
   # Output pixel centres relative to the frame centre, in output pixels.
   grid = jnp.arange(size, dtype=jnp.float32) + 0.5 - centre
   yo, xo = grid[None, :, None], grid[None, None, :]
+  if shift is not None:  # undo the shift first
+    yo, xo = yo - shift[:, 0, None, None], xo - shift[:, 1, None, None]
   cos = jnp.cos(angle)[:, None, None]
   sin = jnp.sin(angle)[:, None, None]
   inv_scale = 1.0 / scale[:, None, None]
@@ -230,7 +236,7 @@ def augment(rng: jax.Array, images: jax.Array, labels: jax.Array,
     images: (B, H, W, 3) uint8 frames at native size.
     labels: (B, L) float32 in {0, 1}, or -1 where not annotated.
     cfg: config.augment (mixup, mixup_alpha, hflip, brightness_delta, channel_drop_prob,
-      rotation_max_turns, zoom, label_smoothing; optionally fill_mode). Its values are Python
+      rotation_max_turns, zoom, label_smoothing; optionally fill_mode, translate). Its values are Python
       constants: disabled steps are skipped at trace time.
     size: output height = width (the model's image_size).
     allow_mixup: a Python bool; False for partial-label (-1) datasets, where mixup is off.
@@ -257,13 +263,18 @@ def augment(rng: jax.Array, images: jax.Array, labels: jax.Array,
   if cfg.channel_drop_prob:
     x = drop_channels(drop_rng, x, cfg.channel_drop_prob)
 
-  if cfg.hflip or cfg.rotation_max_turns or cfg.zoom:
+  translate = cfg.get("translate", 0.0)
+  if cfg.hflip or cfg.rotation_max_turns or cfg.zoom or translate:
     flip = (jax.random.bernoulli(flip_rng, FLIP_PROB, (b,)) if cfg.hflip
             else jnp.zeros((b,), bool))
     max_angle = cfg.rotation_max_turns * 2.0 * math.pi
     angle = jax.random.uniform(rotation_rng, (b,), minval=-max_angle, maxval=max_angle)
     scale = jax.random.uniform(zoom_rng, (b,), minval=1.0 - cfg.zoom, maxval=1.0 + cfg.zoom)
-    x = warp(x, flip, angle, scale, size, cfg.get("fill_mode", DEFAULT_FILL_MODE))
+    # Its own key, folded in: adding the step left the other steps' draws as they were.
+    shift = jax.random.uniform(jax.random.fold_in(rng, TRANSLATE_KEY), (b, 2),
+                               minval=-translate * size, maxval=translate * size
+                               ) if translate else None
+    x = warp(x, flip, angle, scale, size, cfg.get("fill_mode", DEFAULT_FILL_MODE), shift)
   else:
     x = _resize(x, size)
 

@@ -19,6 +19,7 @@ from mlt_flax import models
 from mlt_flax import optim
 from mlt_flax.models import inception_v3
 from mlt_flax.models import mlt
+from mlt_flax.models import plain_cnn
 from mlt_flax.models import small_cnn
 
 
@@ -33,7 +34,10 @@ def defaults() -> ml_collections.ConfigDict:
 
   # Model (docs/recipe.md "Model").
   m = config.model = ml_collections.ConfigDict()
-  m.backbone = "inception_v3"  # 'inception_v3' (the paper) or 'small_cnn' (fast CPU runs)
+  m.backbone = "inception_v3"  # 'inception_v3' (the paper), 'small_cnn' (fast CPU runs), 'plain_cnn'
+  m.head = "mlt"  # 'mlt' (the paper's transformer) or 'pooled' (the plain-CNN reference's head)
+  m.head_dropout = 0.2  # pooled head: dropout before its dense layer
+  m.plain_cnn_widths = (32, 64, 128, 128)  # plain_cnn: channels of its four blocks
   m.inception_variant = "tf2015"  # 'tf2015' (max pool in Mixed_7c's pool branch) or 'keras'
   m.pretrained = "inception_v3_fid.pt"  # asset holding ImageNet backbone weights; '' = random
   m.image_size = 299  # input height = width in pixels
@@ -77,6 +81,7 @@ def defaults() -> ml_collections.ConfigDict:
   a.channel_drop_prob = 0.3  # each channel zeroed with this probability (0.1 in pretraining)
   a.rotation_max_turns = 0.1  # rotation up to +-0.1 of a full turn (+-36 degrees)
   a.zoom = 0.1  # zoom +-10%
+  a.translate = 0.0  # shift up to +-this fraction of the side, each axis (the recipe: none)
   a.fill_mode = "reflect"  # corners uncovered by rotation/zoom: 'reflect' (Keras), 'nearest', 'constant'
   a.label_smoothing = 0.1  # y * (1 - s) + s / 2, i.e. y * 0.9 + 0.05
 
@@ -135,7 +140,8 @@ def defaults() -> ml_collections.ConfigDict:
   # The demo (`main --mode=demo`, `--mode=photo_demo`): synthetic data and real faces.
   de = config.demo = ml_collections.ConfigDict()
   de.photos = ("single_face.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg")  # photo_demo assets
-  de.synthetic_dir = "data/synthetic/abaw3_au"  # where the synthetic videos are generated
+  de.dataset = "synthetic"  # 'synthetic' (AU face videos) or 'digits' (the second benchmark)
+  de.synthetic_dir = "data/synthetic/abaw3_au"  # where the demo's dataset is generated
   de.synthetic_seed = 0  # seed of the synthetic videos
   de.num_workers = 2  # processes rendering synthetic videos
   de.num_train_videos = 0  # synthetic training videos; 0 = the generator's default (24)
@@ -145,7 +151,53 @@ def defaults() -> ml_collections.ConfigDict:
   de.video_heatmap_frames = (100, 300)  # its frames drawn with attention heatmaps
   de.synthetic_video = ""  # a synthetic validation video predict runs on; '' = the first
   de.synthetic_heatmap_frames = (30, 120)  # its frames drawn with attention heatmaps
+  de.reference = True  # also train the plain-CNN reference (`plain_cnn_reference`) and print it
+  de.reference_steps = 0  # its training steps; 0 = as many frames as the MLT's run
   return config
+
+
+DEMO_DATASETS = ("synthetic", "digits")
+# The plain-CNN reference, sized for a 2-core CPU: the textbook net's four blocks at a quarter
+# of its (32, 64, 128, 128) channels, on frames resized to 64x64, at batch 32. Trained as long,
+# in frames seen, as the config it is the reference of.
+REFERENCE_WIDTHS = (16, 32, 64, 64)
+REFERENCE_IMAGE_SIZE = 64
+REFERENCE_BATCH = 32
+
+
+def plain_cnn_reference(config: ml_collections.ConfigDict,
+                        num_steps: int = 0) -> ml_collections.ConfigDict:
+  """The plain-CNN reference on `config`'s data: a textbook conv net, textbook recipe.
+
+  Four blocks of two 3x3 conv + BatchNorm + ReLU (REFERENCE_WIDTHS channels) with 2x2 max
+  pooling, global average pooling, dropout 0.2 and one sigmoid dense layer (models/
+  plain_cnn.py) at REFERENCE_IMAGE_SIZE; Adam at 1e-3 with no decay, plain binary cross-
+  entropy (no AU weights, no Dice, no label smoothing), small random translations only, at
+  batch REFERENCE_BATCH for as many frames as `config` trains on (num_steps > 0: that many
+  steps instead). Data, pipeline, evaluation and checkpoint cadence are `config`'s, so both
+  are scored on the same frames.
+  """
+  ref = ml_collections.ConfigDict(config.to_dict())
+  m = ref.model
+  m.backbone, m.head, m.pretrained = "plain_cnn", "pooled", ""
+  m.plain_cnn_widths, m.head_dropout = REFERENCE_WIDTHS, 0.2
+  m.image_size = REFERENCE_IMAGE_SIZE
+  a = ref.augment
+  a.mixup, a.hflip = False, False
+  a.brightness_delta = a.channel_drop_prob = a.rotation_max_turns = a.zoom = 0.0
+  a.label_smoothing = 0.0
+  a.translate = 0.1  # +-10% of the side, each axis (Keras RandomTranslation(0.1, 0.1))
+  ref.loss.frequency_weights, ref.loss.dice, ref.loss.bce = False, False, True
+  o = ref.optim
+  o.backbone_lr, o.backbone_decay, o.weight_decay = 1e-3, 1.0, 0.0  # Adam's default, constant
+  o.grad_clip_norm, o.frozen = 0.0, ()
+  t = ref.train
+  if not num_steps and t.num_steps:  # the same frames seen as `config`'s run
+    num_steps = max(round(t.num_steps * t.batch_size / REFERENCE_BATCH), 1)
+  t.batch_size, t.num_steps = REFERENCE_BATCH, num_steps
+  t.early_stopping_patience, t.eval_at_start = 0, False
+  ref.init_from = ""
+  return ref
 
 
 class ConfigError(ValueError):
@@ -181,6 +233,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(getattr(m, field) > 0, f"model.{field}", "a positive integer", getattr(m, field))
   _check(m.num_encoder_layers >= 0, "model.num_encoder_layers", "an integer >= 0",
          m.num_encoder_layers)
+  _check(m.head in models.HEADS, "model.head", f"one of {models.HEADS}", m.head)
+  _check(0.0 <= m.head_dropout < 1.0, "model.head_dropout", "a rate in [0, 1)", m.head_dropout)
+  _check(len(m.plain_cnn_widths) == plain_cnn.NUM_BLOCKS and _positive_ints(m.plain_cnn_widths),
+         "model.plain_cnn_widths", f"{plain_cnn.NUM_BLOCKS} positive integers",
+         m.plain_cnn_widths)
   _check(len(m.small_cnn_widths) == small_cnn.NUM_STAGES and _positive_ints(m.small_cnn_widths),
          "model.small_cnn_widths", f"{small_cnn.NUM_STAGES} positive integers",
          m.small_cnn_widths)
@@ -227,7 +284,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(a.fill_mode in augment.FILL_MODES, "augment.fill_mode", f"one of {augment.FILL_MODES}",
          a.fill_mode)
   for field in ("brightness_delta", "channel_drop_prob", "rotation_max_turns", "zoom",
-                "label_smoothing"):
+                "translate", "label_smoothing"):
     _check(0.0 <= getattr(a, field) < 1.0, f"augment.{field}", "a value in [0, 1)",
            getattr(a, field))
   _check(_number(a.mixup_alpha) and a.mixup_alpha > 0, "augment.mixup_alpha",
@@ -277,5 +334,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(e.train_f1_stride == 0 or d.eval_dataset in d.datasets, "eval.train_f1_stride",
          f"0 unless data.eval_dataset ({d.eval_dataset!r}) is one of data.datasets (its "
          "training split is what gets scored)", e.train_f1_stride)
+  _check(config.demo.dataset in DEMO_DATASETS, "demo.dataset", f"one of {DEMO_DATASETS}",
+         config.demo.dataset)
   _check(config.checkpoint.keep > 0, "checkpoint.keep", "a positive integer",
          config.checkpoint.keep)

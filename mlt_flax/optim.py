@@ -3,7 +3,8 @@
 docs/recipe.md, "Optimisation", gives the formulas and the source of each number.
 
 Groups are chosen by path rules, first match wins, and every parameter must match one:
-  backbone       lr0 * decay^epoch, a staircase updated once per epoch;
+  backbone       lr0 * decay^epoch, a staircase updated once per epoch (with the pooled
+                 head of the plain-CNN reference, its dense classifier too: one group);
   patch_encoder  the inverse-sqrt warm-up schedule with n = n_x (patch tokens);
   label_decoder  the same schedule with n = L (labels).
 Weight decay follows the learning rate: optax's adamw multiplies its weight_decay by the
@@ -26,10 +27,11 @@ import optax
 
 GROUP_RULES = (  # (regex over the '/'-joined parameter path, group); first match wins
     (r"^backbone/", "backbone"),
+    (r"^classifier/", "backbone"),  # the pooled head's dense layer (models/plain_cnn.py)
     (r"^patch_encoder/", "patch_encoder"),
     (r"^label_decoder/", "label_decoder"),
 )
-GROUPS = tuple(g for _, g in GROUP_RULES)
+GROUPS = tuple(dict.fromkeys(g for _, g in GROUP_RULES))
 WEIGHT_DECAY_MASKS = ("all", "kernels")
 KERNEL_NAME = "kernel"  # the leaf name of every Dense / Conv / attention projection matrix
 

@@ -36,6 +36,7 @@ from mlt_flax import input_pipeline
 from mlt_flax import losses
 from mlt_flax import metrics as challenge_metrics
 from mlt_flax import models
+from mlt_flax import optim
 from mlt_flax import plots
 from mlt_flax import runtime
 
@@ -96,8 +97,8 @@ def train_step(state: runtime.TrainState, batch, *, model, tx, config, weights, 
       batch_stats=keep(batch_stats, state.batch_stats),
       opt_state=keep(opt_state, state.opt_state),
       nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
-  lrs = {f"lr_{g}": (0.0 if g in config.optim.frozen else fn(state.step))
-         for g, fn in lr_fns.items()}
+  trained = set(jax.tree.leaves(optim.param_groups(state.params))) - set(config.optim.frozen)
+  lrs = {f"lr_{g}": (fn(state.step) if g in trained else 0.0) for g, fn in lr_fns.items()}
   step_metrics = TrainMetrics.single_from_model_output(
       loss=loss, bce=terms["bce"], dice=terms["dice"], grad_norm=optax.tree.norm(grads),
       param_norm=optax.tree.norm(new_state.params), **lrs)

@@ -44,6 +44,8 @@ SCRIPTS = {
     "augment_speed": ("batch_size", "native_size", "sizes", "repeats"),
     "predict_speed": ("workdir", "video"),
     "export_speed": ("models", "batch_size", "repeats", "ort_threads", "out"),
+    "face_speed": ("video", "detect_every", "paper_frames", "memory_frames"),
+    "pool_speed": ("batch_size", "repeats", "cpus"),
 }
 
 

@@ -27,7 +27,7 @@ def demo_run(tmp_path_factory):
       "--config.model.d_model=16", "--config.model.num_heads=2", "--config.model.mlp_dim=32",
       "--config.train.num_steps=4", "--config.train.eval_every_steps=2",
       "--config.train.checkpoint_every_steps=2", "--config.train.batch_size=16",
-      "--config.eval.batch_size=16"]
+      "--config.eval.batch_size=16", "--config.demo.reference_steps=4"]
   r = subprocess.run([sys.executable, "-m", "mlt_flax.main", *args], cwd=ROOT,
                      capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
@@ -37,7 +37,8 @@ def demo_run(tmp_path_factory):
 def test_demo_runs_every_stage_and_says_where_the_outputs_are(demo_run):
   r, run = demo_run
   for stage in ("synthetic AU face videos", "TFDS build", "linear model on raw pixels",
-                "training", "evaluation", "predict on a real face video", "summary"):
+                "plain-CNN reference", "training", "evaluation", "predict on a real face video",
+                "summary"):
     assert f"=== {stage}" in r.stdout, stage
   figures = json.loads((run / "demo_summary.json").read_text())
   # The summary's figures are the evaluation report's and the baseline's, and it prints them.
@@ -54,7 +55,12 @@ def test_demo_runs_every_stage_and_says_where_the_outputs_are(demo_run):
   untrained = json.loads((run / "untrained_eval.json").read_text())
   assert figures["untrained_mean_f1"] == untrained["mean_f1"]
   summary_text = r.stdout[r.stdout.index("=== summary"):]
-  for key in ("linear_baseline_mean_f1", "untrained_mean_f1", "mean_f1_fixed_raw",
+  # The reference trained on the same frames, and its best evaluation is what the table shows.
+  reference = json.loads((run / "plain_cnn" / "summary.json").read_text())
+  assert reference["steps"] == figures["plain_cnn_train_steps"] == 4
+  assert figures["plain_cnn_mean_f1"] == max(p["val_mean_f1"] for p in reference["evaluations"])
+  for key in ("linear_baseline_mean_f1", "plain_cnn_mean_f1", "untrained_mean_f1",
+              "mean_f1_fixed_raw",
               "mean_f1_tuned_smoothed", "face_crops_mean_f1_fixed_raw"):
     assert f"{figures[key]:.3f}" in summary_text, key
   assert "challenge protocol" in summary_text

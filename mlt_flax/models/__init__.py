@@ -1,7 +1,9 @@
-"""Model construction from config: the MLT head on a named backbone.
+"""Model construction from config: the MLT head (or the reference's pooled head) on a backbone.
 
 `build_model(model_config, num_labels)` is the one place a config becomes a module. Backbones
 are a plain dict from config name to (constructor, output-size function, minimum input).
+model_config.head is 'mlt' (the paper's model) or 'pooled' (global average pool, dropout, one
+dense layer: the plain-CNN reference of configs/plain_cnn.py, models/plain_cnn.py).
 """
 
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import numpy as np
 from mlt_flax import assets
 from mlt_flax.models import inception_v3
 from mlt_flax.models import mlt
+from mlt_flax.models import plain_cnn
 from mlt_flax.models import small_cnn
 from mlt_flax.models import torchscript_import
 
@@ -26,7 +29,13 @@ BACKBONES = {
             widths=tuple(c.small_cnn_widths), features=c.small_cnn_features,
             bn_momentum=c.bn_momentum, bn_epsilon=c.bn_epsilon, bn_axis_name=axis, dtype=dtype),
         small_cnn.output_size, small_cnn.MIN_SIZE),
+    "plain_cnn": (
+        lambda c, axis, dtype: plain_cnn.PlainCNN(
+            widths=tuple(c.plain_cnn_widths), bn_momentum=c.bn_momentum,
+            bn_epsilon=c.bn_epsilon, bn_axis_name=axis, dtype=dtype),
+        plain_cnn.output_size, plain_cnn.MIN_SIZE),
 }
+HEADS = ("mlt", "pooled")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -37,14 +46,19 @@ def num_patches(model_config: ml_collections.ConfigDict) -> int:
 
 
 def build_model(model_config: ml_collections.ConfigDict, num_labels: int,
-                bn_axis_name: str | None = None) -> mlt.MLT:
-  """The MLT of `model_config` with `num_labels` label tokens (L comes from the dataset).
+                bn_axis_name: str | None = None):
+  """The MLT of `model_config` with `num_labels` label tokens (L comes from the dataset), or
+  with model_config.head = 'pooled' the backbone under a pooled dense classifier.
 
   bn_axis_name: the mapped device axis over which BatchNorm averages batch statistics in
   training (None outside a mapped context).
   """
   build_backbone, _, _ = BACKBONES[model_config.backbone]
   dtype = DTYPES[model_config.dtype]
+  if model_config.head == "pooled":
+    return plain_cnn.PooledClassifier(
+        backbone=build_backbone(model_config, bn_axis_name, dtype), num_labels=num_labels,
+        dropout_rate=model_config.head_dropout, dtype=dtype)
   blocks = dict(num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
                 dropout_rate=model_config.dropout_rate, ln_epsilon=model_config.ln_epsilon,
                 gelu_approximate=model_config.gelu_approximate, dtype=dtype,

@@ -15,6 +15,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mlt_flax.models import pooling
+
 VARIANTS = ("tf2015", "keras")
 MIN_SIZE = 75  # smallest input whose stride-2 'VALID' stages all keep >= 1 pixel
 
@@ -68,11 +70,17 @@ def _avg_pool_3x3(x):
                      count_include_pad=False)
 
 
-def _max_pool_3x3(x):
+# In training, max pools are models/pooling.max_pool: the same values and gradient, without
+# XLA:CPU's slow select-and-scatter. Inference keeps the linen pool (one ONNX MaxPool).
+def _max_pool_3x3(x, train: bool):
+  if train:
+    return pooling.max_pool(x, 3, 1, "SAME")
   return nn.max_pool(x, window_shape=(3, 3), strides=(1, 1), padding="SAME")
 
 
-def _max_pool_3x3_s2(x):
+def _max_pool_3x3_s2(x, train: bool):
+  if train:
+    return pooling.max_pool(x, 3, 2, "VALID")
   return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding="VALID")
 
 
@@ -103,7 +111,7 @@ class InceptionB(nn.Module):  # Mixed_6a: 35x35 -> 17x17
     bd = c(64, (1, 1), name="branch3x3dbl_1")(x, train)
     bd = c(96, (3, 3), name="branch3x3dbl_2")(bd, train)
     bd = c(96, (3, 3), strides=2, padding="VALID", name="branch3x3dbl_3")(bd, train)
-    return jnp.concatenate([b3, bd, _max_pool_3x3_s2(x)], axis=-1)
+    return jnp.concatenate([b3, bd, _max_pool_3x3_s2(x, train)], axis=-1)
 
 
 class InceptionC(nn.Module):  # Mixed_6b..6e at 17x17
@@ -138,7 +146,7 @@ class InceptionD(nn.Module):  # Mixed_7a: 17x17 -> 8x8
     b7 = c(192, (1, 7), name="branch7x7x3_2")(b7, train)
     b7 = c(192, (7, 1), name="branch7x7x3_3")(b7, train)
     b7 = c(192, (3, 3), strides=2, padding="VALID", name="branch7x7x3_4")(b7, train)
-    return jnp.concatenate([b3, b7, _max_pool_3x3_s2(x)], axis=-1)
+    return jnp.concatenate([b3, b7, _max_pool_3x3_s2(x, train)], axis=-1)
 
 
 class InceptionE(nn.Module):  # Mixed_7b, 7c at 8x8
@@ -156,7 +164,7 @@ class InceptionE(nn.Module):  # Mixed_7b, 7c at 8x8
     bd = c(384, (3, 3), name="branch3x3dbl_2")(bd, train)
     bda = c(384, (1, 3), name="branch3x3dbl_3a")(bd, train)
     bdb = c(384, (3, 1), name="branch3x3dbl_3b")(bd, train)
-    pooled = _max_pool_3x3(x) if self.max_pool_branch else _avg_pool_3x3(x)
+    pooled = _max_pool_3x3(x, train) if self.max_pool_branch else _avg_pool_3x3(x)
     bp = c(192, (1, 1), name="branch_pool")(pooled, train)
     return jnp.concatenate([b1, b3a, b3b, bda, bdb, bp], axis=-1)
 
@@ -184,10 +192,10 @@ class InceptionV3(nn.Module):
     x = c(32, (3, 3), strides=2, padding="VALID", name="Conv2d_1a_3x3")(x, train)
     x = c(32, (3, 3), padding="VALID", name="Conv2d_2a_3x3")(x, train)
     x = c(64, (3, 3), name="Conv2d_2b_3x3")(x, train)
-    x = _max_pool_3x3_s2(x)
+    x = _max_pool_3x3_s2(x, train)
     x = c(80, (1, 1), padding="VALID", name="Conv2d_3b_1x1")(x, train)
     x = c(192, (3, 3), padding="VALID", name="Conv2d_4a_3x3")(x, train)
-    x = _max_pool_3x3_s2(x)
+    x = _max_pool_3x3_s2(x, train)
     x = InceptionA(32, c, name="Mixed_5b")(x, train)
     x = InceptionA(64, c, name="Mixed_5c")(x, train)
     x = InceptionA(64, c, name="Mixed_5d")(x, train)
