@@ -25,6 +25,7 @@ import ml_collections
 from mlt_flax import assets
 from mlt_flax import configuration
 from mlt_flax import console
+from mlt_flax import curves
 from mlt_flax import evaluate
 from mlt_flax import linear_baseline
 from mlt_flax import media
@@ -81,7 +82,7 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
       ref_summary = train.train_and_evaluate(
           configuration.plain_cnn_reference(config, d.reference_steps), ref_dir)
     logging.info("plain-CNN reference:\n%s", story.getvalue())
-    best = max(ref_summary["evaluations"], key=lambda p: p["val_mean_f1"])
+    best = curves.Curves(ref_summary["evaluations"]).best()
     reference = {"mean_f1": best["val_mean_f1"], "steps": ref_summary["steps"],
                  "seconds": round(time.perf_counter() - t, 1)}
     print(f"plain-CNN reference: {reference['steps']} steps; best validation mean F1 "
