@@ -39,9 +39,11 @@ def manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager
       pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
                keep_checkpoints_without_metrics=False),
   ])
+  # best_fn is what makes Orbax write each step's metrics and rank steps by them in
+  # best_step(); the BestN policy alone keeps the best one from deletion, no more.
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, enable_async_checkpointing=c.async_save, create=True,
-      cleanup_tmp_directories=True)
+      preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC], best_mode="max",
+      enable_async_checkpointing=c.async_save, create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / "checkpoints",
                                options=options)
 
