@@ -231,14 +231,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                             logdir=str(workdir)))
   if init_report:
     writer.write_texts(start_step, {"init_from": json.dumps(init_report)})
-  print(f"training {total_steps} steps ({steps_per_epoch}/epoch, {train_frames} frames, "
-        f"global batch {config.train.batch_size}) on {jax.device_count()} devices; "
-        f"workdir {workdir}")
-
   batches = input_pipeline.train_iterator(
       config, local_batch_size=local_batch, start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count())
-  preemption = _Preemption()
+  preemption = _Preemption()  # from here on, SIGTERM means: checkpoint, then exit 0
+  print(f"training {total_steps} steps ({steps_per_epoch}/epoch, {train_frames} frames, "
+        f"global batch {config.train.batch_size}) on {jax.device_count()} devices; "
+        f"workdir {workdir}")
   train_metrics, history, last_eval, untrained_eval = None, [], {}, None
   last_eval_step = start_step
   untrained_path = workdir / "untrained_eval.json"
