@@ -40,10 +40,9 @@ REFERENCE_DIR = "plain_cnn"  # the reference's run, inside the demo's workdir
 DATASET_NAMES = {"synthetic": "synthetic AU videos", "digits": "digit videos"}
 
 
-def run(config: ml_collections.ConfigDict, workdir) -> dict:
-  """Runs every stage; returns (and writes to <workdir>/demo_summary.json) the figures."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+def prepare_data(config: ml_collections.ConfigDict) -> float:
+  """Generates config.demo's dataset if absent and builds it with the real abaw3_au builder
+  into config.data.data_dir (both skipped when done); returns the first stage's start time."""
   d = config.demo
   if d.dataset == "digits":
     t_start = console.stage(f"digit videos from real handwritten scans -> {d.synthetic_dir}")
@@ -57,9 +56,25 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
                        num_train_videos=d.num_train_videos or None,
                        num_val_videos=d.num_val_videos or None,
                        frames_per_video=d.frames_per_video or None)
-
   console.stage(f"TFDS build of abaw3_au -> {config.data.data_dir}")
   build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)
+  return t_start
+
+
+def train_quietly(config: ml_collections.ConfigDict, workdir, name: str) -> dict:
+  """train.train_and_evaluate with its terminal story sent to the log, under `name`."""
+  with contextlib.redirect_stdout(io.StringIO()) as story:
+    summary = train.train_and_evaluate(config, workdir)
+  logging.info("%s:\n%s", name, story.getvalue())
+  return summary
+
+
+def run(config: ml_collections.ConfigDict, workdir) -> dict:
+  """Runs every stage; returns (and writes to <workdir>/demo_summary.json) the figures."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  d = config.demo
+  t_start = prepare_data(config)
 
   t = console.stage("linear model on raw pixels (the honest-difficulty baseline)" +
                     (" and the plain-CNN reference" if d.reference else ""))
@@ -78,10 +93,8 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
     t = time.perf_counter()
     # The floor the MLT must clear. Its training story goes to the log; the terminal gets
     # one line (the demo's story stays short).
-    with contextlib.redirect_stdout(io.StringIO()) as story:
-      ref_summary = train.train_and_evaluate(
-          configuration.plain_cnn_reference(config, d.reference_steps), ref_dir)
-    logging.info("plain-CNN reference:\n%s", story.getvalue())
+    ref_summary = train_quietly(configuration.plain_cnn_reference(config, d.reference_steps),
+                                ref_dir, "plain-CNN reference")
     best = curves.Curves(ref_summary["evaluations"]).best()
     reference = {"mean_f1": best["val_mean_f1"], "steps": ref_summary["steps"],
                  "seconds": round(time.perf_counter() - t, 1)}
