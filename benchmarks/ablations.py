@@ -9,7 +9,8 @@ plain_cnn_reference) for as many frames; prints one line per run as it ends and 
 table: best and last validation mean F1 at threshold 0.5, training-frame F1 at the last
 evaluation (config.eval.train_f1_stride) and the gap between the two, seconds. Each run lives
 in <workdir>/<name>; a finished one is read back, not retrained, so an interrupted sweep
-resumes (a run of more steps counts for its first --steps). The config's dataset (config.demo) is generated and built first if absent.
+resumes (a run of more steps counts for its first --steps). The config's dataset
+(config.demo) is generated and built first if absent.
 
 The schedules do not depend on the run's length (the transformer's inverse square root and
 the backbone's per-epoch decay), so a run of --steps steps is the start of a longer one.
@@ -139,9 +140,8 @@ def main() -> None:
   for name in names:
     run_dir = workdir / name
     done = run_dir / "ablation.json"
-    if done.exists() and json.loads(done.read_text())["steps"] >= f.steps:
-      summary = json.loads(done.read_text())
-    else:
+    summary = json.loads(done.read_text()) if done.exists() else None
+    if summary is None or summary["steps"] < f.steps:
       t = time.perf_counter()
       summary = demo.train_quietly(variant_config(f.config, name, f.steps), run_dir, name)
       summary["seconds_this_sweep"] = time.perf_counter() - t

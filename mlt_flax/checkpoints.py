@@ -34,15 +34,15 @@ class CheckpointError(RuntimeError):
 def manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   """The workdir's manager: keep the last config.checkpoint.keep plus the best one."""
   c = config.checkpoint
+  metric = lambda m: m[BEST_METRIC]
   policy = pp.AnyPreservationPolicy([
       pp.LatestN(n=c.keep),
-      pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
-               keep_checkpoints_without_metrics=False),
+      pp.BestN(get_metric_fn=metric, reverse=False, n=1, keep_checkpoints_without_metrics=False),
   ])
   # best_fn is what makes Orbax write each step's metrics and rank steps by them in
   # best_step(); the BestN policy alone keeps the best one from deletion, no more.
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, best_fn=lambda m: m[BEST_METRIC], best_mode="max",
+      preservation_policy=policy, best_fn=metric, best_mode="max",
       enable_async_checkpointing=c.async_save, create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / "checkpoints",
                                options=options)
