@@ -8,9 +8,11 @@ leaves no checkpoint that looks complete; `restore_latest` also falls back to th
 checkpoint when the newest one cannot be read.
 """
 
+import errno
 import json
 import os
 import pathlib
+import re
 import tempfile
 import weakref
 from typing import Any
@@ -100,9 +102,28 @@ def _write_error(mngr, step, e) -> "CheckpointError":
 
 
 def _brief(message: str, head: int = 100, tail: int = 140) -> str:
-  """A message's first line, its middle cut: storage errors put the cause (ENOSPC) last."""
+  """A message's first line, its middle cut but never its cause.
+
+  Storage errors name the cause anywhere: Python's OSError last, TensorStore's in the middle
+  ("[os_error_code=28] ... No space left on device ...") before a long spec.
+  """
   line = message.splitlines()[0] if message else ""
-  return line if len(line) <= head + tail else f"{line[:head]} ... {line[-tail:]}"
+  if len(line) <= head + tail:
+    return line
+  cause = _os_cause(message)
+  return f"{line[:head]} ... {cause}" if cause else f"{line[:head]} ... {line[-tail:]}"
+
+
+def _os_cause(message: str) -> str | None:
+  """The operating system's words for the error `message` reports, if it reports one."""
+  code = re.search(r"os_error_code='?(\d+)", message)
+  if code:
+    return f"[Errno {code.group(1)}] {os.strerror(int(code.group(1)))}"
+  lowered = message.lower()
+  for number in sorted(errno.errorcode):
+    if os.strerror(number).lower() in lowered:
+      return f"[Errno {number}] {os.strerror(number)}"
+  return None
 
 
 def select_step(mngr: ocp.CheckpointManager, which: str = "best") -> int:

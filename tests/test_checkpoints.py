@@ -37,3 +37,16 @@ def test_without_any_evaluation_the_best_is_the_latest(tmp_path):
     checkpoints.save(mngr, step, {"w": np.zeros(2, np.float32)}, config)
   checkpoints.wait(mngr)
   assert checkpoints.select_step(mngr, "best") == 2
+
+
+def test_a_long_storage_error_keeps_its_cause_when_cut():
+  # TensorStore's shape (seen in CI): the cause sits in the middle, before a long JSON spec.
+  spec = '{"driver":"zarr3","kvstore":{"path":"/ck/9/state/"},' + '"x":0,' * 60 + '}'
+  tensorstore = (f"FAILED_PRECONDITION: Error opening \"zarr3\" driver: Error writing local "
+                 f"file \"/ck/9/state/zarr.json\" [tensorstore_spec='{spec}'] "
+                 "[os_error_code='28']")
+  assert checkpoints._brief(tensorstore).endswith("... [Errno 28] No space left on device")
+  assert checkpoints._brief(tensorstore).startswith("FAILED_PRECONDITION: Error opening")
+  python = "[Errno 30] Read-only file system: '" + "/deep" * 60 + "'"
+  assert "Read-only file system" in checkpoints._brief(python)
+  assert checkpoints._brief("short") == "short"
