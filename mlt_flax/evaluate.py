@@ -122,6 +122,10 @@ def challenge_view(pred: dict, columns) -> dict:
   return {**pred, "probs": probs[:, columns], "labels": pred["labels"][:, columns]}
 
 
+def _every(stride: int) -> str:
+  return "every frame" if stride == 1 else f"every {stride}th frame"
+
+
 def secondary_scores(view: dict, keep: np.ndarray, *, au_names, cfg, description: str) -> dict:
   """Threshold-0.5 scores on a subset of the frames, raw and smoothed (over frame numbers)."""
   p, y = view["probs"][keep], view["labels"][keep]
@@ -169,7 +173,7 @@ def evaluate(workdir, *, checkpoint: str = "best", split: str | None = None,
           description="frames with a face crop only, every frame"),
       "strided": secondary_scores(
           view, face & ((view["frame"] - 1) % stride == 0), au_names=au_names, cfg=cfg,
-          description=f"frames with a face crop, every {stride}th (the in-training "
+          description=f"frames with a face crop, {_every(stride)} (the in-training "
                       "evaluation)"),
   }
   report["secondary"]["strided"]["frame_stride"] = stride
@@ -201,7 +205,9 @@ def print_report(report: dict) -> None:
   for scoring, row in s.items():
     print(scoring.ljust(16) + "".join(f"{row['per_au'][n]:6.3f}" for n in names) +
           f"  {row['mean']:.3f}")
-  for sec in report["secondary"].values():
+  for name, sec in report["secondary"].items():
+    if name == "strided" and sec.get("frame_stride") == 1:
+      continue  # the same frames as the row above
     print(f"secondary, {sec['description']} ({sec['num_frames']} frames): mean F1 "
           f"{sec['fixed_raw']['mean']:.3f} at 0.5, {sec['fixed_smoothed']['mean']:.3f} "
           "smoothed")

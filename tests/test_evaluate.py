@@ -46,6 +46,19 @@ def test_fixed_scores_equal_the_metric_on_the_saved_predictions(report):
   assert rep["scores"]["fixed_raw"]["mean"] == pytest.approx(mean)
 
 
+def test_the_strided_row_is_printed_only_when_it_scores_other_frames(report, capsys):
+  rep, _ = report
+  rep = json.loads(json.dumps(rep))
+  for stride, lines in ((5, 2), (1, 1)):
+    rep["secondary"]["strided"]["frame_stride"] = stride
+    rep["secondary"]["strided"]["description"] = (
+        f"frames with a face crop, {evaluate._every(stride)} (the in-training evaluation)")
+    evaluate.print_report(rep)
+    printed = [l for l in capsys.readouterr().out.splitlines() if l.startswith("secondary")]
+    assert len(printed) == lines, printed
+  assert evaluate._every(5) == "every 5th frame" and evaluate._every(1) == "every frame"
+
+
 def test_thresholds_are_never_tuned_on_the_frames_they_score(report):
   rep, _ = report
   assert rep["tuned_on"].startswith("cross-video")
