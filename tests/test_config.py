@@ -1,5 +1,6 @@
 """Configs are `get_config()` functions; bad settings are refused at start, naming the field."""
 
+import importlib
 import pathlib
 import subprocess
 import sys
@@ -8,17 +9,31 @@ import pytest
 
 from configs import abaw3
 from configs import demo
+from configs import from_scratch
 from configs import pretrain_bp4d_disfa
 from configs import pretrain_mixture
-from configs import tiny
 from mlt_flax import configuration
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", [abaw3, demo, tiny])
-def test_shipped_configs_are_valid(module):
-  configuration.validate(module.get_config())
+SHIPPED = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_are_valid(name):
+  configuration.validate(importlib.import_module(f"configs.{name}").get_config())
+
+
+def test_the_from_scratch_config_is_the_demo_recipe_sized_in_epochs_with_early_stopping():
+  scratch, base = from_scratch.get_config(), demo.get_config()
+  for group in ("model", "augment", "loss", "optim"):
+    assert scratch[group].to_dict() == base[group].to_dict(), group
+  t = scratch.train
+  assert (t.num_steps, t.num_epochs, t.batch_size) == (0, 20, base.train.batch_size)
+  assert t.early_stopping_patience > 0 and not t.eval_at_start
+  assert scratch.data.data_dir == configuration.defaults().data.data_dir
+  assert scratch.eval.smoothing_window == configuration.defaults().eval.smoothing_window
 
 
 def test_paper_numbers():

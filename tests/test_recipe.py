@@ -23,6 +23,7 @@ import pytest
 
 from configs import abaw3
 from configs import demo
+from configs import from_scratch
 from configs import pretrain_bp4d_disfa
 from configs import pretrain_mixture
 from configs import tiny
@@ -39,7 +40,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "docs" / "recipe.md"
 FIELD_TABLE_HEADER = ("field", "value", "paper", "authors' code", "why / notes")
 CONFIG_MODULES = {"abaw3": abaw3, "pretrain_bp4d_disfa": pretrain_bp4d_disfa,
-                  "pretrain_mixture": pretrain_mixture, "demo": demo, "tiny": tiny}
+                  "pretrain_mixture": pretrain_mixture, "demo": demo, "tiny": tiny,
+                  "from_scratch": from_scratch}
 OWNER = re.compile(r"`configs/(\w+)\.py`.*\boverrides\b", re.S)
 
 
@@ -178,7 +180,8 @@ def test_every_default_has_exactly_one_row_with_its_value(rows):
   assert wrong == {}, "(recipe value, config value)"
 
 
-@pytest.mark.parametrize("name", ["pretrain_bp4d_disfa", "pretrain_mixture", "demo", "tiny"])
+@pytest.mark.parametrize("name", ["pretrain_bp4d_disfa", "pretrain_mixture", "demo", "tiny",
+                                  "from_scratch"])
 def test_every_override_has_exactly_one_row_with_its_value(rows, name):
   # "`configs/pretrain_bp4d_disfa.py` overrides these fields:" and so on, for each config
   # that starts from another one.
