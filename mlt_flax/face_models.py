@@ -9,7 +9,6 @@ them (mlt_flax.assets fetches and checksums the files; nothing else of that pack
                                 small faces too (group photos, within about 5 m).
   FaceMesh()                    FaceMesh: a 192x192 crop of one face -> 468 3-D landmarks and
                                 a face-presence score.
-  FaceTracker(detector, mesh)   follows the main face of a video from frame to frame.
   five_points(landmarks)        the 468 landmarks -> the 5 points that alignment uses.
 
 The detector is an SSD: every anchor (a fixed cell centre of the network's output grids)
@@ -27,8 +26,8 @@ The landmark model sees a square crop of the face, rotated so that the eyes are 
 side 1.5 times the box's longer side, its angle the eye-to-eye direction of keypoints 0 and 1.
 From the previous frame's landmarks (tracking), the angle is that of the outer eye corners
 (landmarks 33 and 263) and the side 1.5 times the landmarks' extent along the rotated axes.
-FaceTracker, like MediaPipe, runs the detector only when no face is tracked (and every
-`detect_every` frames) and otherwise crops around the previous frame's landmarks: the
+mlt_flax.tracking, like MediaPipe, runs the detector only when a face is to be found (and
+every `detect_every` frames) and otherwise crops around the previous frame's landmarks: the
 landmark crop is better centred and levelled than a detection's, and a frame then costs one
 network instead of two.
 
@@ -49,12 +48,13 @@ import dataclasses
 import math
 import os
 import sys
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import cv2
 import numpy as np
 
 from mlt_flax import assets
+from mlt_flax import faces
 
 # Asset names of the three networks (mlt_flax.assets.ASSETS).
 SHORT_RANGE_ASSET = "face_detection_short_range.tflite"
@@ -89,8 +89,6 @@ NMS_IOU = 0.3  # detections overlapping more than this are one face
 DEFAULT_SCORE_THRESHOLD = 0.7
 DEFAULT_PRESENCE_THRESHOLD = 0.5  # FaceMesh's face-presence probability below this: no face
 LOGIT_CLIP = 50.0  # keeps exp() finite in float32; sigmoid(50) is 1 to float precision
-# A re-detection continues the track when it overlaps the tracked face's box at least this much.
-TRACK_MIN_IOU = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,13 +196,6 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
   return 1.0 / (1.0 + np.exp(-np.clip(logits, -LOGIT_CLIP, LOGIT_CLIP)))
 
 
-def _as_rgb_frame(frame) -> np.ndarray:
-  frame = np.asarray(frame)
-  if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-    raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
-  return frame
-
-
 def ssd_anchors(input_size: int, strides: Iterable[int], anchors_per_layer: int) -> np.ndarray:
   """MediaPipe's SSD anchor centres, (N, 2) (x, y) in [0, 1] of the input.
 
@@ -227,14 +218,10 @@ def ssd_anchors(input_size: int, strides: Iterable[int], anchors_per_layer: int)
   return np.concatenate(groups).astype(np.float32)
 
 
-def _iou(box, boxes: np.ndarray) -> np.ndarray:
-  """IoU of one (x0, y0, x1, y1) box with each row of boxes."""
-  iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-  ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-  inter = iw * ih
-  area = (box[2] - box[0]) * (box[3] - box[1])
-  areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-  return inter / np.maximum(area + areas - inter, 1e-12)
+def xywh(corners) -> np.ndarray:
+  """(..., 4) boxes as (x0, y0, x1, y1) corners -> the same boxes as (x, y, w, h)."""
+  corners = np.asarray(corners, np.float64)
+  return np.concatenate([corners[..., :2], corners[..., 2:] - corners[..., :2]], axis=-1)
 
 
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
@@ -258,7 +245,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
   boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
   merged = []
   while len(scores):
-    cluster = _iou(boxes[0], boxes) > iou_threshold
+    cluster = faces.iou(xywh(boxes[0]), xywh(boxes)) > iou_threshold
     cluster[0] = True
     w = scores[cluster] / scores[cluster].sum()
     merged.append((w @ boxes[cluster], np.tensordot(w, keypoints[cluster], axes=1),
@@ -311,7 +298,7 @@ class FaceDetector:
 
   def detect(self, frame_rgb) -> list[Detection]:
     """Every face in an (H, W, 3) uint8 RGB frame, best score first."""
-    frame = _as_rgb_frame(frame_rgb)
+    frame = faces.as_rgb_frame(frame_rgb)
     tensor, sx, sy, px, py = self._letterbox(frame)
     raw, logits = _run(self._interpreter, tensor)
     scores = _sigmoid(logits[:, 0])
@@ -373,7 +360,7 @@ class FaceMesh:
   def landmarks(self, frame_rgb, roi: Roi) -> np.ndarray | None:
     """(468, 3) landmarks in source pixels (x, y, and depth z at the same scale, smaller is
     nearer the camera), or None when the ROI holds no face."""
-    frame = _as_rgb_frame(frame_rgb)
+    frame = faces.as_rgb_frame(frame_rgb)
     n = self.INPUT_SIZE
     to_crop = roi.to_crop(n)
     crop = cv2.warpAffine(frame, to_crop, (n, n), flags=cv2.INTER_LINEAR,
@@ -393,7 +380,7 @@ class FaceMesh:
     """Landmarks of a detected face in a still image, as tracking would settle on them.
 
     The first pass crops the detection's ROI; each refinement crops again around the
-    landmarks found (what FaceTracker does on the next frame). The detector's eye keypoints
+    landmarks found (what tracking does on the next frame). The detector's eye keypoints
     level the first crop only roughly, and FaceMesh's points shift a little with the crop: on
     the test photos turned by 30 degrees, the aligned eyes move by up to 2 px between one
     pass and the upright photo, by at most 1 px with one refinement.
@@ -416,73 +403,3 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
                    xy[NOSE_TIP_LANDMARK],
                    xy[MOUTH_CORNER_LANDMARKS[0]],
                    xy[MOUTH_CORNER_LANDMARKS[1]]]).astype(np.float32)
-
-
-def _box_of(roi: Roi) -> tuple[float, float, float, float]:
-  """The upright box of a ROI's side around its centre (to match detections to a track)."""
-  half = roi.side / ROI_SCALE / 2
-  return (roi.centre[0] - half, roi.centre[1] - half, roi.centre[0] + half, roi.centre[1] + half)
-
-
-class FaceTracker:
-  """Follows the main face of a video: detection when no face is tracked, landmarks always.
-
-  The first face is the largest detection. On later frames FaceMesh runs on the ROI made
-  from the previous frame's landmarks; the detector runs again only when FaceMesh loses the
-  face (then on that same frame) and every `detect_every` frames, when the detection that
-  overlaps the tracked face re-seeds its ROI (a larger face walking in does not steal the
-  track).
-  """
-
-  def __init__(self, detector: FaceDetector, mesh: FaceMesh, detect_every: int = 30):
-    if detect_every < 1 or int(detect_every) != detect_every:
-      raise ValueError(f"detect_every must be an integer >= 1, got {detect_every}")
-    self.detector = detector
-    self.mesh = mesh
-    self.detect_every = int(detect_every)
-    self.detect_calls = 0  # instrumentation: how often the detector ran
-    self._roi: Roi | None = None
-    self._since_detect = 0
-
-  def reset(self) -> None:
-    """Forgets the tracked face (call between videos)."""
-    self._roi = None
-    self._since_detect = 0
-
-  def _detect(self, frame: np.ndarray, tracked: Roi | None) -> Roi | None:
-    """The ROI of the face to follow on this frame: the detection overlapping the tracked face,
-    else the tracked ROI itself (the detector can miss a face that FaceMesh still follows);
-    the largest detection when no face is tracked; None when there is none."""
-    self.detect_calls += 1
-    self._since_detect = 0
-    detections = self.detector.detect(frame)
-    if not detections:
-      return tracked
-    if tracked is not None:
-      overlaps = _iou(_box_of(tracked), np.array([d.box for d in detections]))
-      if overlaps.max() >= TRACK_MIN_IOU:
-        return roi_from_detection(detections[int(overlaps.argmax())])
-      return tracked
-    largest = max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-    return roi_from_detection(largest)
-
-  def update(self, frame_rgb) -> np.ndarray | None:
-    """The tracked face's (468, 3) landmarks on this frame, or None when there is no face."""
-    frame = _as_rgb_frame(frame_rgb)
-    detected = self._roi is None or self._since_detect >= self.detect_every
-    if detected:
-      self._roi = self._detect(frame, self._roi)
-    landmarks = None if self._roi is None else self.mesh.landmarks(frame, self._roi)
-    if landmarks is None and not detected:
-      # Lost: start afresh on this same frame, from the largest face the detector finds.
-      self._roi = self._detect(frame, None)
-      landmarks = None if self._roi is None else self.mesh.landmarks(frame, self._roi)
-    self._since_detect += 1
-    self._roi = None if landmarks is None else roi_from_landmarks(landmarks)
-    return landmarks
-
-  def track(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
-    """update() over a stream of frames, starting from no tracked face."""
-    self.reset()
-    for frame in frames:
-      yield self.update(frame)

@@ -78,7 +78,8 @@ CASCADE_SCALE_FACTOR = 1.15
 CASCADE_MIN_NEIGHBORS = 5
 CASCADE_MIN_SIZE_PX = 24
 # A detection continues the track when its IoU with the previous box is at least this; less
-# means it is another face (or the same one after a cut) and a fresh track starts.
+# means it is another face (or the same one after a cut) and a fresh track starts. The
+# BlazeFace tracker (mlt_flax.tracking) uses the same threshold.
 TRACK_MIN_IOU = 0.3
 # The crop centre sits this fraction of the box height below the box centre (brings the chin in).
 CENTRE_SHIFT = 0.05
@@ -108,13 +109,16 @@ class Frame:
   points: np.ndarray | None = None
 
 
-def _iou(a, b) -> float:
-  """Intersection over union of two (x, y, w, h) boxes."""
-  ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-  iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-  inter = ix * iy
-  union = a[2] * a[3] + b[2] * b[3] - inter
-  return inter / union if union > 0 else 0.0
+def iou(box, boxes) -> np.ndarray:
+  """Intersection over union of one (x, y, w, h) box with each of a list of (x, y, w, h) boxes
+  ((N,) float; 0 where the union is empty). The one IoU of the face modules: tracking and
+  the detectors' non-maximum suppression use it too."""
+  boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+  x, y, w, h = box
+  iw = np.clip(np.minimum(x + w, boxes[:, 0] + boxes[:, 2]) - np.maximum(x, boxes[:, 0]), 0, None)
+  ih = np.clip(np.minimum(y + h, boxes[:, 1] + boxes[:, 3]) - np.maximum(y, boxes[:, 1]), 0, None)
+  inter = iw * ih
+  return inter / np.maximum(w * h + boxes[:, 2] * boxes[:, 3] - inter, 1e-12)
 
 
 def _area(box) -> float:
@@ -252,8 +256,9 @@ class FaceCropper:
     if not boxes:
       return None
     if previous is not None:
-      best = max(boxes, key=lambda b: _iou(previous, b))
-      if _iou(previous, best) >= TRACK_MIN_IOU:
+      overlaps = iou(previous, boxes)
+      best = boxes[int(overlaps.argmax())]
+      if overlaps.max() >= TRACK_MIN_IOU:
         # Smooth the centre and size rather than the corners, so that a change of size does
         # not drag the centre.
         px, py, pw, ph = previous

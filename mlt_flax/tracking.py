@@ -4,7 +4,7 @@
   tracker.update(frame)      one RGB frame -> list[TrackedFace] (id, landmarks, box, 5 points)
   tracker.track(frames)      RGB frames -> Iterator[faces.Frame], 112x112 aligned crops
 
-MediaPipe's way for one face (face_models.FaceTracker), for every face at once. Each tracked
+MediaPipe's way of tracking one face, for every face at once. Each tracked
 face is cropped for FaceMesh around its landmarks of the previous frame (one network a face a
 frame). The detector runs on the first frame, every `detect_every` frames (so that a face
 walking in is found within that many frames), on every frame where no face is tracked, and on
@@ -45,8 +45,8 @@ from mlt_flax import face_models
 from mlt_flax import faces
 
 # A detection overlapping a face followed on this frame this much (IoU of the detection's box
-# with the landmark box) is that face: face_models.TRACK_MIN_IOU, the single-face tracker's.
-SAME_FACE_IOU = face_models.TRACK_MIN_IOU
+# with the landmark box) is that face: faces.TRACK_MIN_IOU, the Haar tracker's.
+SAME_FACE_IOU = faces.TRACK_MIN_IOU
 # Two tracks whose landmark boxes overlap this much follow the same face (distinct faces of a
 # group photo overlap by less than 0.1: a face's box is its own skin, not its surroundings).
 DUPLICATE_IOU = 0.5
@@ -92,22 +92,6 @@ def _landmark_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
   x0, y0 = landmarks[:, :2].min(axis=0)
   x1, y1 = landmarks[:, :2].max(axis=0)
   return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
-
-
-def _xywh(corners) -> tuple[float, float, float, float]:
-  """(x0, y0, x1, y1) -> (x, y, w, h)."""
-  x0, y0, x1, y1 = corners
-  return (x0, y0, x1 - x0, y1 - y0)
-
-
-def _iou(box, boxes) -> np.ndarray:
-  """IoU of one (x, y, w, h) box with each of a list of (x, y, w, h) boxes."""
-  boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-  x, y, w, h = box
-  iw = np.clip(np.minimum(x + w, boxes[:, 0] + boxes[:, 2]) - np.maximum(x, boxes[:, 0]), 0, None)
-  ih = np.clip(np.minimum(y + h, boxes[:, 1] + boxes[:, 3]) - np.maximum(y, boxes[:, 1]), 0, None)
-  inter = iw * ih
-  return inter / np.maximum(w * h + boxes[:, 2] * boxes[:, 3] - inter, 1e-12)
 
 
 def _revive_cost(track: _Track, detection: face_models.Detection) -> float:
@@ -165,7 +149,7 @@ class MultiFaceTracker:
     self._since_detect = 0
     boxes = [_landmark_box(lm) for lm in found.values()]
     return [d for d in self.detector.detect(frame)
-            if not boxes or _iou(_xywh(d.box), boxes).max() < SAME_FACE_IOU]
+            if not boxes or faces.iou(face_models.xywh(d.box), boxes).max() < SAME_FACE_IOU]
 
   def _revive_or_start(self, frame, detections, found: dict) -> None:
     """Missing faces picked up again by detections, then new faces from the rest; each adds
@@ -196,7 +180,7 @@ class MultiFaceTracker:
     kept = []
     for track in sorted(found, key=lambda t: t.face_id):
       box = _landmark_box(found[track])
-      if kept and _iou(box, [_landmark_box(found[k]) for k in kept]).max() >= DUPLICATE_IOU:
+      if kept and faces.iou(box, [_landmark_box(found[k]) for k in kept]).max() >= DUPLICATE_IOU:
         del found[track]
         self._tracks.remove(track)
       else:

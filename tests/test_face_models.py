@@ -21,7 +21,6 @@ from mlt_flax import media
 # the man in sunglasses, the blonde woman in front of him, the curly-haired boy, the woman in
 # the middle, the woman on the right.
 MULTI_FACE_CENTRES = [(265, 115), (365, 295), (478, 265), (578, 375), (735, 355)]
-WOLFGANG_FRAMES = 472
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +110,10 @@ def test_bad_detector_settings_are_refused():
     face_models.FaceDetector("back")
   with pytest.raises(ValueError, match="score_threshold"):
     face_models.FaceDetector(score_threshold=1.5)
-  with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
-    face_models.FaceDetector().detect(np.zeros((10, 10), np.uint8))
+  with pytest.raises(ValueError, match="expected a uint8 frame"):
+    face_models.FaceDetector().detect(np.zeros((10, 10, 3), np.float32))
+  with pytest.raises(ValueError, match=r"\(H, W, 3\) RGB or \(H, W\) grey"):
+    face_models.FaceDetector().detect(np.zeros((10, 10, 4), np.uint8))
 
 
 # --- Landmarks --------------------------------------------------------------------------------
@@ -161,61 +162,6 @@ def test_landmarks_follow_a_turned_roi_back_into_source_pixels(mesh, photo):
 def test_a_roi_without_a_face_gives_no_landmarks(mesh):
   sky = next(iter(media.read_video(assets.path("no_face.mp4"))))
   assert mesh.landmarks(sky, face_models.Roi((150, 100), 180, 0.0)) is None
-
-
-# --- Tracking ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tracker(short, mesh):
-  return face_models.FaceTracker(short, mesh, detect_every=30)
-
-
-def test_tracking_finds_the_face_in_every_frame_of_a_video(tracker):
-  calls = tracker.detect_calls
-  found = [lm is not None
-           for lm in tracker.track(media.read_video(assets.path("WolfgangLanger_Pexels.mp4")))]
-  assert len(found) == WOLFGANG_FRAMES
-  assert sum(found) >= 465  # measured: all 472
-  # The detector ran on the first frame and about every 30th after it, not on every frame.
-  assert tracker.detect_calls - calls <= WOLFGANG_FRAMES // 30 + 3
-
-
-def test_tracking_finds_no_face_in_no_face_mp4(tracker):
-  assert not any(lm is not None for lm in tracker.track(
-      media.read_video(assets.path("no_face.mp4"))))
-
-
-def test_tracking_follows_a_face_that_moves(tracker, photo):
-  # The photo sliding 12 px a frame over a black canvas: landmarks move with it.
-  canvas = np.zeros((600, 900, 3), np.uint8)
-  frames = []
-  for i in range(20):
-    frame = canvas.copy()
-    frame[20:582, 12 * i:12 * i + 572] = photo
-    frames.append(frame)
-  noses = [lm[face_models.NOSE_TIP_LANDMARK, 0] for lm in tracker.track(frames)]
-  steps = np.diff(noses)
-  # The first two crops come from the detection, then from landmarks, and the points shift a
-  # few px as the ROI settles (measured: 2.9 and 0.8 px); from then on they move with the face.
-  assert np.abs(steps[:2] - 12).max() < 4
-  np.testing.assert_allclose(steps[2:], 12, atol=0.25)  # measured: within 0.06
-
-
-def test_tracking_keeps_its_face_when_a_larger_one_appears(full, mesh, photo):
-  # The photo at 0.6x on the left; from frame 4 on, a full-size copy on the right. The
-  # detector re-runs every 2 frames and sees both, but the track stays on the left face.
-  small = cv2.resize(photo, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
-  canvas = np.zeros((620, 1100, 3), np.uint8)
-  canvas[150:150 + small.shape[0], 20:20 + small.shape[1]] = small
-  both = canvas.copy()
-  both[30:30 + photo.shape[0], 500:500 + photo.shape[1]] = photo
-  tracker = face_models.FaceTracker(full, mesh, detect_every=2)
-  assert len(full.detect(both)) == 2
-  noses = [lm[face_models.NOSE_TIP_LANDMARK, 0] for lm in tracker.track([canvas] * 4 + [both] * 6)]
-  assert all(n < 20 + small.shape[1] for n in noses)
-  # Without a track, the larger face is the one followed.
-  (alone,) = [lm for lm in face_models.FaceTracker(full, mesh).track([both])]
-  assert alone[face_models.NOSE_TIP_LANDMARK, 0] > 500
 
 
 # --- Runtime and assets -----------------------------------------------------------------------

@@ -158,6 +158,13 @@ def _scripted(cropper, monkeypatch, per_frame):
 BLANK = np.zeros((200, 300, 3), np.uint8)
 
 
+def test_iou_is_the_shared_area_over_the_union_of_x_y_w_h_boxes():
+  # Two 10x10 squares 5 px apart share 50 of 150 px; apart, or an empty union, they share 0.
+  np.testing.assert_allclose(faces.iou((0, 0, 10, 10), [(5, 0, 10, 10), (0, 0, 10, 10),
+                                                        (20, 20, 5, 5)]), [1 / 3, 1, 0])
+  assert faces.iou((0, 0, 0, 0), [(0, 0, 0, 0)])[0] == 0
+
+
 def test_track_smooths_the_box_with_an_ema(monkeypatch):
   cropper = faces.FaceCropper(smoothing=0.5)
   _scripted(cropper, monkeypatch, [[(100, 50, 60, 60)], [(110, 50, 60, 60)]])
