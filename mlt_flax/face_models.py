@@ -45,6 +45,7 @@ detector 1.20 against 1.04 ms a call), and the caller can run several videos in 
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -90,6 +91,23 @@ DEFAULT_SCORE_THRESHOLD = 0.7
 DEFAULT_PRESENCE_THRESHOLD = 0.5  # FaceMesh's face-presence probability below this: no face
 LOGIT_CLIP = 50.0  # keeps exp() finite in float32; sigmoid(50) is 1 to float precision
 
+# Small faces: tiles. A face is found when it is wide enough in the detector's input: two real
+# photos pasted on a background at 4 places each, their landmark box 14 px wide in the 192 px
+# input, were all found by the full-range model (12 px: 7 of 8; the short-range model from 14
+# of its 128 px). Seen whole, a 640x360 frame shrinks 3.3x into 192 px, so faces narrower than
+# ~50 px are lost. With min_face set, detection also runs on overlapping square tiles of the
+# frame, each seen at a scale that makes a min_face-wide face MIN_INPUT_FACE input pixels wide.
+# 16 rather than 18: 6 tiles at 640x360 instead of 8 (72 instead of 99 at 1920x1080), each
+# tile a network call as dear as the whole frame's (docs/faces.md has the recall it gives).
+MIN_INPUT_FACE = 16.0  # input pixels (landmark-box width): the 14 found, with a margin
+DEFAULT_MIN_FACE = 24.0  # source pixels: the narrowest face the full-range model looks for
+# Between tile levels (finest first, then 1/3 of its scale, ...) until the whole frame is
+# fine enough: each level finds faces from its own smallest to 3x that, the next level's
+# smallest, and a level's tiles overlap by TILE_OVERLAP of that largest face's width, so that
+# each such face (its box is ~1.15x its landmark width) lies whole in some tile.
+TILE_LEVEL_RATIO = 3.0
+TILE_OVERLAP = 1.5
+
 
 @dataclasses.dataclass(frozen=True)
 class _DetectorSpec:
@@ -97,12 +115,16 @@ class _DetectorSpec:
   input_size: int  # square input side, pixels
   strides: tuple[int, ...]  # one per output layer; layers of equal stride share a grid
   anchors_per_layer: int  # per grid cell: 2 = aspect ratio 1 plus MediaPipe's interpolated scale
+  min_face: float | None  # FaceDetector's default min_face (None: the whole frame only)
 
 
+# The short-range model is for faces near the camera: small faces are the full-range model's
+# (tiles for the short one would cost 38 network calls a 640x360 frame against 8).
 DETECTORS = {
-    "short": _DetectorSpec(SHORT_RANGE_ASSET, 128, (8, 16, 16, 16), 2),
-    "full": _DetectorSpec(FULL_RANGE_ASSET, 192, (4,), 1),
+    "short": _DetectorSpec(SHORT_RANGE_ASSET, 128, (8, 16, 16, 16), 2, None),
+    "full": _DetectorSpec(FULL_RANGE_ASSET, 192, (4,), 1, DEFAULT_MIN_FACE),
 }
+MODEL_DEFAULT = "model default"  # FaceDetector(min_face=...): the model's DETECTORS min_face
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +140,20 @@ class Detection:
   box: tuple[float, float, float, float]
   score: float
   keypoints: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+  """A square of the frame that the detector sees on its own (clipped where it meets the
+  frame's edges), at the scale input_size / side.
+
+  Attributes:
+    x, y: its top-left corner in source pixels.
+    side: its side in source pixels.
+  """
+  x: int
+  y: int
+  side: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +254,37 @@ def ssd_anchors(input_size: int, strides: Iterable[int], anchors_per_layer: int)
   return np.concatenate(groups).astype(np.float32)
 
 
+def _tile_starts(length: int, side: int, overlap: int) -> list[int]:
+  """Evenly spaced tile starts along one axis, from 0 to length - side, each tile overlapping
+  the next by at least overlap."""
+  if length <= side:
+    return [0]
+  count = math.ceil((length - side) / (side - overlap)) + 1
+  return [round(i * (length - side) / (count - 1)) for i in range(count)]
+
+
+@functools.lru_cache(maxsize=64)
+def tile_grid(width: int, height: int, input_size: int, min_face: float) -> tuple[Tile, ...]:
+  """The tiles that, beside the whole frame, let a detector of input_size find faces down to
+  min_face source pixels wide in a width x height frame; () when the whole frame suffices.
+
+  Levels from the finest (scale MIN_INPUT_FACE / min_face) down by TILE_LEVEL_RATIO while
+  finer than the whole frame; a level's tiles overlap by TILE_OVERLAP widths of the smallest
+  face the next coarser level (or the whole frame) finds.
+  """
+  whole = input_size / max(width, height)
+  scale = MIN_INPUT_FACE / min_face
+  tiles = []
+  while scale > whole:
+    side = math.ceil(input_size / scale)
+    coarser = max(scale / TILE_LEVEL_RATIO, whole)
+    overlap = math.ceil(TILE_OVERLAP * MIN_INPUT_FACE / coarser)
+    tiles += [Tile(x, y, side) for y in _tile_starts(height, side, overlap)
+              for x in _tile_starts(width, side, overlap)]
+    scale /= TILE_LEVEL_RATIO
+  return tuple(tiles)
+
+
 def xywh(corners) -> np.ndarray:
   """(..., 4) boxes as (x0, y0, x1, y1) corners -> the same boxes as (x, y, w, h)."""
   corners = np.asarray(corners, np.float64)
@@ -258,7 +325,8 @@ class FaceDetector:
   """BlazeFace: every face in an RGB frame, with 6 keypoints each (see the module docstring)."""
 
   def __init__(self, model: str = "short", score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-               iou_threshold: float = NMS_IOU):
+               iou_threshold: float = NMS_IOU,
+               min_face: float | None | str = MODEL_DEFAULT):
     """Loads the network.
 
     Args:
@@ -266,17 +334,35 @@ class FaceDetector:
         faces too).
       score_threshold: detections scoring below this are dropped.
       iou_threshold: the weighted NMS merges detections overlapping more than this.
+      min_face: the narrowest face to find, in source pixels (the width of its landmark box):
+        where the whole frame shrinks such a face below MIN_INPUT_FACE input pixels, the
+        detector also runs on overlapping tiles (tile_grid) and all is merged by the NMS.
+        None: the whole frame only (one network call; faces narrower than about 14 / 192 of
+        the frame's longer side for the full-range model are missed). By default the
+        model's: DEFAULT_MIN_FACE for "full", None for "short".
     """
     if model not in DETECTORS:
       raise ValueError(f"model must be one of {sorted(DETECTORS)}, got {model!r}")
     if not 0 < score_threshold < 1:
       raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold}")
     self.spec = DETECTORS[model]
+    if min_face == MODEL_DEFAULT:
+      min_face = self.spec.min_face
+    if min_face is not None and not (isinstance(min_face, (int, float)) and min_face > 0):
+      raise ValueError(f"min_face must be a width > 0 pixels or None, got {min_face!r}")
     self.score_threshold = float(score_threshold)
     self.iou_threshold = float(iou_threshold)
+    self.min_face = None if min_face is None else float(min_face)
+    self.network_calls = 0  # instrumentation: how often the network ran (tiles included)
     self._interpreter = _interpreter(assets.path(self.spec.asset))
     self._anchors = ssd_anchors(self.spec.input_size, self.spec.strides,
                                 self.spec.anchors_per_layer)
+
+  def tiles(self, width: int, height: int) -> tuple[Tile, ...]:
+    """The tiles detect() runs on beside the whole of a width x height frame."""
+    if self.min_face is None:
+      return ()
+    return tile_grid(int(width), int(height), self.spec.input_size, self.min_face)
 
   def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, float, float, float]:
     """The frame shrunk into the square input, padded black, as float32 in [-1, 1].
@@ -296,15 +382,14 @@ class FaceDetector:
     sx, sy = w / width, h / height
     return tensor, sx, sy, px + 0.5 * (sx - 1), py + 0.5 * (sy - 1)
 
-  def detect(self, frame_rgb) -> list[Detection]:
-    """Every face in an (H, W, 3) uint8 RGB frame, best score first."""
-    frame = faces.as_rgb_frame(frame_rgb)
-    tensor, sx, sy, px, py = self._letterbox(frame)
+  def _candidates(self, image: np.ndarray):
+    """The network's detections scoring at least the threshold on one image, before the NMS:
+    boxes (N, 4) (x0, y0, x1, y1), keypoints (N, 6, 2), scores (N,), in the image's pixels."""
+    tensor, sx, sy, px, py = self._letterbox(image)
+    self.network_calls += 1
     raw, logits = _run(self._interpreter, tensor)
     scores = _sigmoid(logits[:, 0])
     keep = scores >= self.score_threshold
-    if not keep.any():
-      return []
     n = self.spec.input_size
     raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep] * n
     # Per anchor: centre offset (2), size (2), then 6 keypoint offsets, all in input pixels
@@ -314,13 +399,27 @@ class FaceDetector:
     boxes = np.hstack([centres - half, centres + half])
     keypoints = anchors[:, None] + raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) - 0.5
     valid = (half > 0).all(axis=1)
-    detections = []
-    for box, kps, score in weighted_nms(boxes[valid], keypoints[valid], scores[valid],
-                                        self.iou_threshold):
-      box = ((box[0] - px) / sx, (box[1] - py) / sy, (box[2] - px) / sx, (box[3] - py) / sy)
-      kps = (kps - (px, py)) / (sx, sy)
-      detections.append(Detection(tuple(float(v) for v in box), score, kps))
-    return detections
+    boxes = (boxes[valid] - (px, py, px, py)) / (sx, sy, sx, sy)
+    keypoints = (keypoints[valid] - (px, py)) / (sx, sy)
+    return boxes, keypoints, scores[valid]
+
+  def detect(self, frame_rgb) -> list[Detection]:
+    """Every face in an (H, W, 3) uint8 RGB frame, best score first: the whole frame's and
+    the tiles' detections (a tile's only when its box stays off the tile's edges inside the
+    frame: a face cut there lies whole in the next tile), merged by the weighted NMS."""
+    frame = faces.as_rgb_frame(frame_rgb)
+    height, width = frame.shape[:2]
+    found = [self._candidates(frame)]
+    for tile in self.tiles(width, height):
+      x1, y1 = min(tile.x + tile.side, width), min(tile.y + tile.side, height)
+      boxes, keypoints, scores = self._candidates(frame[tile.y:y1, tile.x:x1])
+      boxes, keypoints = boxes + (tile.x, tile.y, tile.x, tile.y), keypoints + (tile.x, tile.y)
+      inside = (((tile.x == 0) | (boxes[:, 0] >= tile.x)) & ((x1 == width) | (boxes[:, 2] <= x1))
+                & ((tile.y == 0) | (boxes[:, 1] >= tile.y)) & ((y1 == height) | (boxes[:, 3] <= y1)))
+      found.append((boxes[inside], keypoints[inside], scores[inside]))
+    boxes, keypoints, scores = (np.concatenate(parts) for parts in zip(*found))
+    return [Detection(tuple(float(v) for v in box), score, kps)
+            for box, kps, score in weighted_nms(boxes, keypoints, scores, self.iou_threshold)]
 
 
 def roi_from_detection(detection: Detection) -> Roi:
