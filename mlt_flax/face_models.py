@@ -403,14 +403,18 @@ class FaceDetector:
     keypoints = (keypoints[valid] - (px, py)) / (sx, sy)
     return boxes, keypoints, scores[valid]
 
-  def detect(self, frame_rgb) -> list[Detection]:
+  def detect(self, frame_rgb, tiles: Iterable[Tile] | None = None) -> list[Detection]:
     """Every face in an (H, W, 3) uint8 RGB frame, best score first: the whole frame's and
     the tiles' detections (a tile's only when its box stays off the tile's edges inside the
-    frame: a face cut there lies whole in the next tile), merged by the weighted NMS."""
+    frame: a face cut there lies whole in the next tile), merged by the weighted NMS.
+
+    tiles: the tiles to look at beside the whole frame; by default all of self.tiles (the
+    tracker passes a share of them on its periodic look for new faces).
+    """
     frame = faces.as_rgb_frame(frame_rgb)
     height, width = frame.shape[:2]
     found = [self._candidates(frame)]
-    for tile in self.tiles(width, height):
+    for tile in self.tiles(width, height) if tiles is None else tiles:
       x1, y1 = min(tile.x + tile.side, width), min(tile.y + tile.side, height)
       boxes, keypoints, scores = self._candidates(frame[tile.y:y1, tile.x:x1])
       boxes, keypoints = boxes + (tile.x, tile.y, tile.x, tile.y), keypoints + (tile.x, tile.y)

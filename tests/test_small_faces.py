@@ -139,6 +139,29 @@ def test_a_small_face_walking_across_a_frame_is_tracked_on_every_frame(full, mes
     assert faces.iou(r.box, [truth])[0] > 0.5, (i, r.box, truth)
 
 
+def test_a_small_face_walking_in_beside_a_tracked_one_is_found_within_a_tile_sweep(
+    full, mesh, small_face, backgrounds):
+  # A large face tracked from frame 1; the small one appears at frame 3 in the bottom right.
+  # Looks every 2 frames, each at a third of the tiles: found within 2 x 3 frames.
+  patch, _ = small_face
+  large = cv2.resize(media.read_image(assets.path("0-f1-su-ph.jpg")), (150, 150),
+                     interpolation=cv2.INTER_AREA)
+  frames = []
+  for i in range(12):
+    frame = _compose(backgrounds[i], (640, 360), large, 40, 60)
+    if i >= 2:
+      frame[280:280 + patch.shape[0], 560:560 + patch.shape[1]] = patch
+    frames.append(frame)
+  tracker = tracking.MultiFaceTracker(full, mesh, detect_every=2, tile_sweep=3)
+  ids = {}
+  for r in tracker.track(frames):
+    ids.setdefault(r.index, []).append(r.face_id)
+  assert ids[1] == [1] and ids[2] == [1]
+  first = min(i for i, found in ids.items() if 2 in found)
+  assert 3 <= first <= 3 + 2 * 3
+  assert all(ids[i] == [1, 2] for i in range(first, 13))
+
+
 def test_no_face_is_found_on_no_face_mp4_with_tiles(full, backgrounds):
   calls = full.network_calls
   assert sum(len(full.detect(frame)) for frame in backgrounds) == 0

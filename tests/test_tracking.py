@@ -135,8 +135,29 @@ def test_the_detector_runs_every_detect_every_frames_while_faces_are_tracked(ful
   assert tracker.detect_calls == 10  # frames 1, 11, ..., 91
 
 
+def test_the_periodic_looks_for_new_faces_share_the_small_face_tiles_out(full, mesh,
+                                                                         monkeypatch):
+  # 640x360: 6 tiles. Frame 1 (no face yet) runs the whole frame and all 6; the 9 periodic
+  # looks while the face is tracked run the whole frame and 2 tiles each, in turn.
+  tracker = tracking.MultiFaceTracker(full, mesh, detect_every=10, tile_sweep=3)
+  tiles = full.tiles(640, 360)
+  seen = []
+  detect = full.detect
+
+  def spy(frame, tiles=None):
+    seen.append(tiles)
+    return detect(frame, tiles)
+
+  monkeypatch.setattr(full, "detect", spy)
+  frames = media.read_video(assets.path("WolfgangLanger_Pexels.mp4"))
+  assert [r.face_id for r in itertools.islice(tracker.track(frames), 100)] == [1] * 100
+  assert len(tiles) == 6 and seen[0] is None  # all of them
+  assert [len(share) for share in seen[1:]] == [2] * 9
+  assert [t for share in seen[1:4] for t in share] == list(tiles)  # a sweep in 3 looks
+
+
 @pytest.mark.parametrize("kwargs", [{"detect_every": 0}, {"max_missing": -1},
-                                    {"crop_size": 0}])
+                                    {"crop_size": 0}, {"tile_sweep": 0}])
 def test_bad_tracker_settings_are_refused(full, mesh, kwargs):
   with pytest.raises(ValueError, match=next(iter(kwargs))):
     tracking.MultiFaceTracker(full, mesh, **kwargs)
