@@ -91,6 +91,12 @@ def test_a_frame_the_detector_sees_finely_enough_whole_has_no_tiles(full):
   assert face_models.FaceDetector("short").tiles(1920, 1080) == ()  # the close-range model
 
 
+def test_on_frames_larger_than_1920_px_the_smallest_face_sought_grows_with_the_frame(full):
+  # 4K: faces of 48 px and more, with as many tiles as 1920x1080 has for 24 px.
+  assert full.tiles(3840, 2160) == face_models.tile_grid(3840, 2160, 192, 48.0)
+  assert len(full.tiles(3840, 2160)) <= len(full.tiles(1920, 1080))
+
+
 def test_bad_min_face_is_refused():
   with pytest.raises(ValueError, match="min_face must be a width > 0 pixels or None"):
     face_models.FaceDetector("full", min_face=0)
