@@ -6,7 +6,9 @@ them (mlt_flax.assets fetches and checksums the files; nothing else of that pack
   FaceDetector(model="short")   BlazeFace short range: a 128x128 input, for faces that fill a
                                 good part of the frame (within about 2 m of the camera).
   FaceDetector(model="full")    BlazeFace full range: a 192x192 input with a stride-4 grid, for
-                                small faces too (group photos, within about 5 m).
+                                small faces too (group photos, within about 5 m); it also
+                                looks at overlapping tiles of the frame for faces down to
+                                24 px (min_face, tile_grid).
   FaceMesh()                    FaceMesh: a 192x192 crop of one face -> 468 3-D landmarks and
                                 a face-presence score.
   five_points(landmarks)        the 468 landmarks -> the 5 points that alignment uses.

@@ -4,15 +4,14 @@
   tracker.update(frame)      one RGB frame -> list[TrackedFace] (id, landmarks, box, 5 points)
   tracker.track(frames)      RGB frames -> Iterator[faces.Frame], 112x112 aligned crops
 
-MediaPipe's way of tracking one face, for every face at once. Each tracked
-face is cropped for FaceMesh around its landmarks of the previous frame (one network a face a
-frame). The detector runs on the first frame, every `detect_every` frames (so that a face
-walking in is found within that many frames), on every frame where no face is tracked, and on
-every frame while a tracked face is missing (so that it is picked up again as soon as it is
-back). Those are full detections (the whole frame and all the small-face tiles of
-face_models.FaceDetector); the periodic ones, every face being tracked, look at the whole
-frame and a share of the tiles in turn (DEFAULT_TILE_SWEEP says why). Its detections are
-sorted into three kinds:
+MediaPipe's way of tracking one face, for every face at once. Each tracked face is cropped
+for FaceMesh around its landmarks of the previous frame (one network a face a frame). The
+detector runs on the first frame, every `detect_every` frames (so that a face walking in is
+found within that many frames), on every frame where no face is tracked, and on every frame
+while a tracked face is missing (so that it is picked up again as soon as it is back). Those
+searches look at the whole frame and all the small-face tiles of face_models.FaceDetector;
+the periodic looks, every face being tracked, at the whole frame and a share of the tiles in
+turn (DEFAULT_TILE_SWEEP says why). The detections are sorted into three kinds:
 
   * a face already followed on this frame (its box overlaps that face's landmark box by
     SAME_FACE_IOU or more): dropped, the landmark crop is better centred than a detection's;
