@@ -1,7 +1,7 @@
 """A mutation check: does each scoring module have a test that fails when its code is wrong?
 
   nice -n 19 python -m benchmarks.mutation_check [--modules=metrics,losses,tuning,alignment]
-      [--only=metrics:120] [--timeout=300] [--out=workdir/mutation.json]
+      [--only=metrics:120] [--sample=4 --offset=0] [--timeout=120] [--out=workdir/mutation.json]
 
 For each module, every mutation point of its code is changed ONE at a time and the module's
 fast tests (TESTS below) are run against the changed copy; a mutant that no test fails
@@ -179,7 +179,7 @@ def _run_forked(module, mutated: str, tests, timeout: float) -> str:
   return "killed"
 
 
-def worker(module: str, only_lines, timeout: float):
+def worker(module: str, only_lines, timeout: float, sample: int = 1, offset: int = 0):
   """Runs inside the repository copy: preloads the libraries once, then forks per mutant.
   Prints one JSON line per mutant."""
   sys.path.insert(0, os.getcwd())
@@ -201,8 +201,8 @@ def worker(module: str, only_lines, timeout: float):
   print(json.dumps(dict(baseline=baseline, tests=tests)), flush=True)
   if baseline != "survived":
     return
-  for line, original, description, mutated in mutants(source):
-    if only_lines and line not in only_lines:
+  for k, (line, original, description, mutated) in enumerate(mutants(source)):
+    if (only_lines and line not in only_lines) or k % sample != offset:
       continue
     verdict = _run_forked(module, mutated, tests, timeout)
     print(json.dumps(dict(module=module, line=line, code=original, mutation=description,
@@ -216,11 +216,15 @@ def main(argv=None):
                       help="module:line[,module:line]: only the mutants on those lines")
   parser.add_argument("--timeout", type=float, default=120)
   parser.add_argument("--out", default="")
+  parser.add_argument("--sample", type=int, default=1,
+                      help="run every SAMPLE-th mutant only (a quick check on a busy machine)")
+  parser.add_argument("--offset", type=int, default=0, help="which of the SAMPLE shares")
   parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   only = [tuple(x.split(":")) for x in args.only.split(",") if x]
   if args.worker:
-    worker(args.worker, {int(line) for m, line in only if m == args.worker}, args.timeout)
+    worker(args.worker, {int(line) for m, line in only if m == args.worker}, args.timeout,
+           args.sample, args.offset)
     return
   t0 = time.perf_counter()
   results = []
@@ -239,7 +243,8 @@ def main(argv=None):
         continue
       with subprocess.Popen(
           [sys.executable, "-m", "benchmarks.mutation_check", f"--worker={module}",
-           f"--timeout={args.timeout}", f"--only={args.only}"], cwd=root, env=env,
+           f"--timeout={args.timeout}", f"--only={args.only}", f"--sample={args.sample}",
+           f"--offset={args.offset}"], cwd=root, env=env,
           stdout=subprocess.PIPE, text=True) as proc:
         first = json.loads(proc.stdout.readline() or '{"baseline": "no output"}')
         if first["baseline"] != "survived":

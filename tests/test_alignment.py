@@ -81,6 +81,12 @@ def test_bad_points_are_refused():
     alignment.alignment_matrix(np.ones((5, 2)))
   with pytest.raises(ValueError, match="uint8"):
     alignment.align(np.zeros((50, 50, 3), np.float32), alignment.TEMPLATE_112)
+  with pytest.raises(ValueError, match="size must be"):
+    alignment.align(np.zeros((50, 50, 3), np.uint8), alignment.TEMPLATE_112, size=0)
+  # The smallest crop there is: one pixel, the face's mean colour.
+  grey = np.full((112, 112, 3), 90, np.uint8)
+  np.testing.assert_array_equal(alignment.align(grey, alignment.TEMPLATE_112, size=1),
+                                np.full((1, 1, 3), 90))
 
 
 def test_a_crop_reaching_outside_the_frame_is_padded_black():

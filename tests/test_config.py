@@ -111,6 +111,7 @@ def test_main_refuses_a_bad_override_with_one_line(tmp_path):
   assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a subprocess of the entry point (the fast tier keeps the one above)
 def test_main_refuses_an_unknown_field(tmp_path):
   r = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.model.depth=3")
   assert r.returncode != 0 and "depth" in r.stderr
