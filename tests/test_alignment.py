@@ -67,6 +67,15 @@ def test_similarity_transform_never_mirrors():
   assert np.allclose(matrix[0, 0], matrix[1, 1]) and np.allclose(matrix[0, 1], -matrix[1, 0])
 
 
+def test_the_template_is_arcface_s_112x112_one():
+  # insightface's ArcFace alignment (`norm_crop`'s reference points for 112x112), x then y:
+  # the eye centres, the nose tip, the mouth corners.
+  np.testing.assert_array_equal(alignment.TEMPLATE_112, [
+      [38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+      [70.7299, 92.2041]])
+  assert alignment.ALIGNED_SIZE == 112
+
+
 def test_template_points_map_onto_themselves_and_scale_with_the_size():
   matrix = alignment.alignment_matrix(alignment.TEMPLATE_112)
   np.testing.assert_allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9)

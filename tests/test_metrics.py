@@ -331,3 +331,34 @@ def test_challenge_probs_fill_then_smooth_every_frame(window):
   np.testing.assert_allclose(metrics.challenge_probs(probs, face, ids, frames, window),
                              naive_smooth_by_frame(filled, ids, frames, window, every),
                              rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_smoothing_many_short_videos_with_gaps_never_mixes_two_videos(seed):
+  # Videos of 1-3 rows whose frame numbers jump by up to 7: the windows of neighbouring
+  # videos would overlap if the per-video sort keys were not far enough apart.
+  probs, _, ids, face = random_split(seed, num_videos=40, max_len=3)
+  rng = np.random.default_rng(seed)
+  frames = np.empty(len(ids), np.int64)
+  for v in np.unique(ids):
+    rows = np.flatnonzero(ids == v)
+    frames[rows] = rng.integers(0, 30) + np.cumsum(rng.integers(1, 8, len(rows)))
+  for window in (2, 3, 4, 5, 7, 25):
+    np.testing.assert_allclose(
+        metrics.smooth(probs, ids, window, face, frames=frames),
+        naive_smooth_by_frame(probs, ids, frames, window, face), rtol=0, atol=1e-12)
+
+
+def test_gaps_inside_videos_count_even_when_the_videos_meet_without_one():
+  # Video a holds frames 0 and 2, video b frames 3 and 5: every gap is inside a video.
+  probs = np.array([[0.0], [1.0], [0.0], [1.0]])
+  ids, frames = np.array([0, 0, 1, 1]), np.array([0, 2, 3, 5])
+  face = np.ones(4, bool)
+  # Window 3 spans [f - 1, f + 1]: no row has a neighbour within one frame of its video.
+  np.testing.assert_array_equal(metrics.smooth(probs, ids, 3, frames=frames), probs)
+  np.testing.assert_allclose(metrics.smooth(probs, ids, 5, frames=frames),
+                             naive_smooth_by_frame(probs, ids, frames, 5, face))
+
+
+def test_fill_faceless_keeps_a_single_frame_with_a_face():
+  np.testing.assert_array_equal(metrics.fill_faceless([[0.7, 0.2]], [True]), [[0.7, 0.2]])

@@ -80,3 +80,14 @@ def test_the_fingerprint_is_a_128_bit_digest_of_labels_and_videos_only():
   names = np.array([f"v{v}" for v in ids])
   assert tuning.split_fingerprint(labels, names.astype(object)) == (
       tuning.split_fingerprint(labels, names))
+
+
+def test_what_tuning_chose_cannot_be_changed_afterwards():
+  # A report's thresholds are the ones tuning chose: the record is frozen, as the counts are.
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  probs, labels, ids, _ = random_split(0)
+  chosen = tuning.tune_split(probs, labels, ids, tuned_on="train", windows=(3,))
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    chosen.window = 25
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    metrics.Counts.zeros(2).tp = np.ones(2, np.int64)
