@@ -91,3 +91,12 @@ def test_what_tuning_chose_cannot_be_changed_afterwards():
     chosen.window = 25
   with pytest.raises(dataclasses.FrozenInstanceError):
     metrics.Counts.zeros(2).tp = np.ones(2, np.int64)
+
+
+def test_grid_scoring_in_row_blocks_covers_every_row(monkeypatch):
+  # Splits larger than a block (7 rows here, 32768 by default) are scored block by block.
+  probs, labels, _, keep = random_split(5, num_videos=8)
+  whole = tuning.f1_on_grid(probs, labels, 0.05, keep)
+  monkeypatch.setattr(metrics, "_BLOCK_ROWS", 7)
+  assert len(probs) > 7 * labels.shape[1]  # blocks counted on the wrong axis would miss rows
+  np.testing.assert_array_equal(tuning.f1_on_grid(probs, labels, 0.05, keep), whole)
