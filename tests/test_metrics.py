@@ -360,7 +360,7 @@ def test_gaps_inside_videos_count_even_when_the_videos_meet_without_one():
                              naive_smooth_by_frame(probs, ids, frames, 5, face))
   # A one-row video at the highest frame number followed by one that starts at the lowest:
   # their sort keys are as close as two videos' get, and no window may bridge them.
-  probs, ids, frames = np.array([[1.0], [0.0], [0.0]]), np.array([0, 1, 1]), np.array([10, 0, 2])
+  probs, ids, frames = np.array([[1.0], [0.0], [0.5]]), np.array([0, 1, 1]), np.array([10, 0, 2])
   for window in (2, 3):
     np.testing.assert_array_equal(metrics.smooth(probs, ids, window, frames=frames), probs)
 
