@@ -76,6 +76,19 @@ def test_the_template_is_arcface_s_112x112_one():
   assert alignment.ALIGNED_SIZE == 112
 
 
+def test_two_points_fix_a_similarity_and_mismatched_point_sets_are_refused():
+  # Two points determine a rotation, a scale and a shift exactly.
+  truth = np.array([[0.0, -2.0, 5.0], [2.0, 0.0, 1.0]])  # turn 90 degrees, scale 2
+  two = np.array([[1.0, 2.0], [4.0, -1.0]])
+  np.testing.assert_allclose(
+      alignment.similarity_transform(two, alignment.transform_points(truth, two)), truth,
+      atol=1e-9)
+  for src, dst in ((np.zeros((5, 2)), np.zeros((4, 2))), (np.zeros((1, 2)), np.zeros((1, 2))),
+                   (np.zeros((5, 3)), np.zeros((5, 3))), (np.zeros(10), np.zeros(10))):
+    with pytest.raises(ValueError, match="expected two"):
+      alignment.similarity_transform(src, dst)
+
+
 def test_template_points_map_onto_themselves_and_scale_with_the_size():
   matrix = alignment.alignment_matrix(alignment.TEMPLATE_112)
   np.testing.assert_allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9)

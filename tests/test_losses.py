@@ -90,6 +90,9 @@ def test_weights_of_aus_never_annotated_or_never_active_are_zero():
   # AU 3 in 1 of 4: f = (0, 0, 1/2, 1/4), 1/f = (-, -, 2, 4), w = 4 (0, 0, 2/6, 4/6).
   labels = np.array([[-1, 0, 1, 1], [-1, 0, 0, 0], [-1, 0, -1, 0], [-1, 0, -1, 0]])
   np.testing.assert_allclose(losses.frequency_weights(labels), [0, 0, 4 / 3, 8 / 3], rtol=1e-6)
+  # An AU annotated on one frame only, where it is active: f = 1, like an AU active on all.
+  one = np.array([[1, 1], [-1, 0], [-1, 1], [-1, 0]])  # f = (1, 1/2): w = 2 (1, 2) / 3
+  np.testing.assert_allclose(losses.frequency_weights(one), [2 / 3, 4 / 3], rtol=1e-6)
   # No AU active anywhere: every weight 0 (not a division by zero).
   np.testing.assert_array_equal(losses.frequency_weights(np.zeros((3, 4), int)), np.zeros(4))
   np.testing.assert_array_equal(losses.weights_from_positive_rate([0.0, 0.0]), [0.0, 0.0])
