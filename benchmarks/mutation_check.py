@@ -15,16 +15,16 @@ fast tests (TESTS below) are run against the changed copy; a mutant that no test
 
 Code inside a `raise` statement (the error's message) is left alone; its condition is
 mutated. The check runs in a copy of the repository in a temporary folder (the worktree is
-never changed): one worker per module imports the libraries once, then forks a child per
-mutant that replaces the module's code in place (so every importer sees the mutant) and runs
-pytest on the module's tests; a mutant whose tests run past --timeout counts as killed (a
-hang is a failure). It prints one
-line per mutant and at the end the survivors, with file:line, the original code and the
-mutant; --out also writes them as JSON. docs/testing.md lists the survivors of the last run
-and why each is harmless (an equivalent mutant: same results for every input).
+never changed): one worker per module imports the libraries once (JAX eager: the loss tests'
+arrays are tiny), then forks a child per mutant that replaces the module's code in place (so
+every importer sees the mutant) and runs pytest on the module's tests; a mutant whose tests
+run past --timeout counts as killed (a hang is a failure). --sample=K --offset=J runs every
+K-th mutant only (the J-th share). It prints one line per mutant and at the end the
+survivors, with file:line, the original code and the mutant; --out also writes them as JSON.
+docs/testing.md lists the survivors of the last run, the time it took, and why each
+remaining one is harmless (an equivalent mutant: same results for every input).
 
-Run it under `nice -n 19`: it is CPU-bound (one pytest run per mutant, about a second each
-on a quiet core; docs/testing.md gives the whole check's time).
+Run it under `nice -n 19`: it is CPU-bound, one pytest run per mutant.
 """
 
 import argparse
