@@ -281,7 +281,7 @@ def test_counts_sum_from_zero_and_refuse_other_au_counts():
 def test_the_recipe_defaults():
   # docs/recipe.md, "## Evaluation (ABAW3 AU track)": threshold 0.5; thresholds tuned on a
   # 0.005 grid; smoothing windows of 5-25 frames; an empty window predicts negative.
-  assert metrics.DEFAULT_THRESHOLD == 0.5
+  assert metrics.DEFAULT_THRESHOLD == 0.5 and metrics.DEFAULT_GRID_STEP == 0.005
   np.testing.assert_allclose(tuning.threshold_grid(), np.arange(1, 200) * 0.005, atol=1e-12)
   assert metrics.DEFAULT_WINDOWS == (5, 10, 15, 20, 25)
   # Scored with the default threshold: 0.5 is a positive prediction, just below it not.
