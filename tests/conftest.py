@@ -7,7 +7,32 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+
 import pytest  # noqa: E402  (after the XLA flags)
+
+
+def shared_folder(tmp_path_factory, name, make):
+  """A folder made once per test run and shared by every pytest-xdist worker.
+
+  The first worker to take the lock calls make(folder); the others wait for it and reuse the
+  folder, which every user treats as read-only (tests write into their own tmp_path). Without
+  xdist it is an ordinary session folder. Returns the folder.
+  """
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # the run's temp root, above every worker's own
+  folder = base / f"shared_{name}"
+  with open(base / f"shared_{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    if not (folder / "COMPLETE").exists():
+      shutil.rmtree(folder, ignore_errors=True)  # a worker died while making it
+      folder.mkdir()
+      make(folder)
+      (folder / "COMPLETE").touch()
+  return folder
 
 
 @pytest.fixture(scope="session")
@@ -16,15 +41,16 @@ def synthetic_tfds(tmp_path_factory):
 
   Returns the TFDS data_dir. 4 training and 4 validation videos (3 recordings: one has two
   faces, _left and _right) of 40 frames (some faceless, some -1 rows), 112x112: the layout
-  and builder of the real thing, at test size.
+  and builder of the real thing, at test size. Built once per run (shared_folder).
   """
   from mlt_flax.data import build  # pylint: disable=g-import-not-at-top
   from mlt_flax.data import synthetic  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.mktemp("synthetic")
-  synthetic.generate(root / "manual", seed=0, num_train_videos=4, num_val_videos=4,
-                     frames_per_video=40)
-  build.build("abaw3_au", str(root / "manual"), str(root / "tfds"))
-  return str(root / "tfds")
+
+  def make(root):
+    synthetic.generate(root / "manual", seed=0, num_train_videos=4, num_val_videos=4,
+                       frames_per_video=40)
+    build.build("abaw3_au", str(root / "manual"), str(root / "tfds"))
+  return str(shared_folder(tmp_path_factory, "synthetic", make) / "tfds")
 
 
 def loop_config(data_dir, **train_fields):
@@ -41,13 +67,18 @@ def loop_config(data_dir, **train_fields):
 
 @pytest.fixture(scope="session")
 def trained(synthetic_tfds, tmp_path_factory):
-  """A whole tiny training on the synthetic set, on 8 devices: 12 steps, 2 checkpoints."""
+  """A whole tiny training on the synthetic set, on 8 devices: 12 steps, 2 checkpoints.
+
+  Trained once per run (shared_folder); (config, workdir, summary), the summary as the run
+  wrote it to summary.json.
+  """
   from mlt_flax import train  # pylint: disable=g-import-not-at-top
-  workdir = tmp_path_factory.mktemp("run")
   config = loop_config(synthetic_tfds, num_steps=12, eval_every_steps=6,
                        checkpoint_every_steps=6)
-  summary = train.train_and_evaluate(config, str(workdir))
-  return config, workdir, summary
+  folder = shared_folder(tmp_path_factory, "run",
+                         lambda f: train.train_and_evaluate(config, str(f / "run")))
+  workdir = folder / "run"
+  return config, workdir, json.loads((workdir / "summary.json").read_text())
 
 
 @pytest.fixture(scope="session")

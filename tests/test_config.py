@@ -1,6 +1,7 @@
 """Configs are `get_config()` functions; bad settings are refused at start, naming the field."""
 
 import importlib
+import json
 import pathlib
 import subprocess
 import sys
@@ -110,16 +111,48 @@ def test_main_refuses_a_bad_override_with_one_line(tmp_path):
   assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a subprocess of the entry point (the fast tier keeps the one above)
 def test_main_refuses_an_unknown_field(tmp_path):
   r = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.model.depth=3")
   assert r.returncode != 0 and "depth" in r.stderr
 
 
-@pytest.mark.slow  # the paper-sized model in a subprocess
+@pytest.mark.slow  # the main entry point in a subprocess
 def test_main_runs_the_model_on_real_photos(tmp_path):
+  """`--mode=photo_demo` gives, for each photo, sigmoid(model(photo resized bilinear to the
+  config's size, scaled to [-1, 1])) of the model initialised from config.seed; recomputed
+  here from the config and the photo files, and the printed table holds the same values."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from mlt_flax import assets  # pylint: disable=g-import-not-at-top
+  from mlt_flax import aus  # pylint: disable=g-import-not-at-top
+  from mlt_flax import models  # pylint: disable=g-import-not-at-top
   r = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=photo_demo",
                "--config.data.label_space=union17", "--config.augment.mixup=False")
   assert r.returncode == 0, r.stderr[-2000:]
-  assert "single_face.jpg" in r.stdout and "AU26" in r.stdout
-  report = (tmp_path / "photo_demo.json").read_text()
-  assert '"au_names"' in report and "AU20" in report  # 17-AU union: L comes from the space
+  report = json.loads((tmp_path / "photo_demo.json").read_text())
+  config = tiny.get_config()
+  names = aus.names(aus.label_space("union17"))  # 17 AUs: the label count is the space's
+  assert len(names) == 17 and report["au_names"] == list(names)
+  assert report["photos"] == list(config.demo.photos)
+  size = config.model.image_size
+  photos = np.stack([np.asarray(Image.open(assets.path(p)).convert("RGB").resize(
+      (size, size), Image.BILINEAR)) for p in config.demo.photos])
+  model = models.build_model(config.model, num_labels=17)
+  x = photos.astype(np.float32) / 127.5 - 1.0
+  variables = model.init(jax.random.key(config.seed), x[:1], train=False)
+  expected = np.asarray(jax.nn.sigmoid(model.apply(variables, x, train=False)))
+  assert report["num_parameters"] == sum(a.size for a in jax.tree.leaves(variables["params"]))
+  # The JSON rounds to 4 decimals; float32 runs may differ by a few ulps.
+  np.testing.assert_allclose(report["probabilities"], expected, atol=1e-4)
+  # An untrained head is not constant: the photos get different probabilities.
+  assert np.ptp(expected, axis=0).max() > 1e-3
+  # The table: a header of the AU names, then one row per photo of its probabilities.
+  lines = r.stdout.splitlines()
+  header = next(i for i, line in enumerate(lines) if line.startswith("photo"))
+  assert lines[header].split()[1:] == list(names)
+  for photo, row, line in zip(config.demo.photos, expected, lines[header + 1:]):
+    assert line.startswith(photo[:21])
+    np.testing.assert_allclose([float(v) for v in line[22:].split()], row, atol=0.0051)

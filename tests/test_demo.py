@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow  # the main job end to end, in a subprocess
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -34,6 +32,7 @@ def demo_run(tmp_path_factory):
   return r, tmp_path / "run"
 
 
+@pytest.mark.slow  # the main job end to end, in a subprocess
 def test_demo_runs_every_stage_and_says_where_the_outputs_are(demo_run):
   r, run = demo_run
   for stage in ("synthetic AU face videos", "TFDS build", "linear model on raw pixels",
@@ -72,6 +71,7 @@ def test_demo_runs_every_stage_and_says_where_the_outputs_are(demo_run):
   assert str(run) in r.stdout  # it says where the outputs are
 
 
+@pytest.mark.slow  # the main job end to end, in a subprocess
 def test_demo_terminal_is_a_short_story_and_the_full_log_is_in_the_workdir(demo_run):
   r, run = demo_run
   lines = (r.stdout + r.stderr).splitlines()
@@ -80,3 +80,22 @@ def test_demo_terminal_is_a_short_story_and_the_full_log_is_in_the_workdir(demo_
   assert "INFO" not in r.stdout + r.stderr  # library INFO lines go to the log file
   log = (run / "log.txt").read_text()
   assert "INFO" in log and "orbax" in log.lower()
+
+
+def test_a_rerun_leaves_the_generated_videos_and_the_built_dataset_as_they_are(tmp_path,
+                                                                              capsys):
+  # The data stages of the demo are skipped when their output is there: not a file of the
+  # generated videos or of the TFDS build is written again.
+  from configs import demo as demo_config  # pylint: disable=g-import-not-at-top
+  from mlt_flax import demo  # pylint: disable=g-import-not-at-top
+  config = demo_config.get_config()
+  d = config.demo
+  d.synthetic_dir, config.data.data_dir = str(tmp_path / "synthetic"), str(tmp_path / "tfds")
+  d.num_train_videos, d.num_val_videos, d.frames_per_video, d.num_workers = 1, 1, 8, 1
+  demo.prepare_data(config)
+  written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+  assert any(p.suffix == ".jpg" for p in written) and any("tfrecord" in p.name for p in written)
+  capsys.readouterr()
+  demo.prepare_data(config)
+  assert "already built" in capsys.readouterr().out
+  assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == written

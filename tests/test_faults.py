@@ -23,7 +23,7 @@ from mlt_flax import checkpoints
 from mlt_flax import input_pipeline
 from mlt_flax import train
 
-pytestmark = pytest.mark.slow  # kill -9, SIGTERM and storage faults on real subprocess runs
+SLOW = pytest.mark.slow  # kill -9, SIGTERM and storage faults on real subprocess runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIGEST = re.compile(r"final parameter digest (\w+)")
@@ -56,6 +56,7 @@ def reference(synthetic_tfds, tmp_path_factory):
   return DIGEST.search(out).group(1)
 
 
+@SLOW
 def test_kill_9_at_random_points_then_resume_ends_identical(synthetic_tfds, reference,
                                                             tmp_path):
   rng = np.random.default_rng(0)
@@ -100,6 +101,7 @@ def partial_checkpoints(workdir):
   return sorted(p.name for p in (pathlib.Path(workdir) / "checkpoints").glob("*tmp*"))
 
 
+@SLOW
 def test_kill_9_inside_a_save_and_inside_an_evaluation_then_resume_ends_identical(
     synthetic_tfds, reference, tmp_path):
   # 1. Killed inside the asynchronous save of step 6: its files are written, not committed.
@@ -125,6 +127,7 @@ def test_kill_9_inside_a_save_and_inside_an_evaluation_then_resume_ends_identica
   assert DIGEST.search(out).group(1) == reference
 
 
+@SLOW
 def test_sigterm_saves_a_checkpoint_and_exits_0(synthetic_tfds, tmp_path):
   proc = subprocess.Popen(command(tmp_path, synthetic_tfds, num_steps=100000, every=100000),
                           cwd=ROOT, env=env(), stdout=subprocess.PIPE,
@@ -152,6 +155,7 @@ def two_checkpoints(synthetic_tfds, tmp_path):
   return config, tmp_path
 
 
+@SLOW
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(two_checkpoints,
                                                                       capsys):
   config, workdir = two_checkpoints
@@ -164,6 +168,30 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(two_checkp
   assert "resuming from checkpoint step 3" in out
   assert summary["steps"] == 6 and complete_steps(workdir) == [3, 6]
   assert (workdir / "checkpoints" / "6.unreadable").is_dir()  # set aside, not deleted
+
+
+def test_a_truncated_latest_checkpoint_is_set_aside_and_the_previous_one_restored(trained,
+                                                                               tmp_path,
+                                                                               capsys):
+  # The restore half of the fall-back above, on a copy of the shared tiny run (checkpoints 6
+  # and 12): no training, so it stays in the fast tier.
+  import shutil  # pylint: disable=g-import-not-at-top
+  from mlt_flax import runtime  # pylint: disable=g-import-not-at-top
+  config, source, _ = trained
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  biggest = max((p for p in (workdir / "checkpoints" / "12").rglob("*") if p.is_file()),
+                key=lambda p: p.stat().st_size)
+  biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+  abstract = runtime.abstract_state(config, runtime.DataParallel())
+  state, step = checkpoints.restore_latest(checkpoints.manager(workdir, config), abstract)
+  out = capsys.readouterr().out
+  assert step == 6 and "checkpoint step 12" in out and "falling back" in out
+  assert (workdir / "checkpoints" / "12.unreadable").is_dir()  # set aside, not deleted
+  assert complete_steps(workdir) == [6]
+  intact = checkpoints.restore(checkpoints.manager(source, config), 6, abstract)
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(intact.params)):
+    np.testing.assert_array_equal(a, b)
 
 
 # Storage faults, made real in a private mount namespace (`unshare --mount`): root ignores
@@ -180,6 +208,7 @@ STORAGE_FAULTS = {
 }
 
 
+@SLOW
 @pytest.mark.parametrize("fault", sorted(STORAGE_FAULTS))
 def test_a_storage_fault_at_save_time_is_a_clear_error_and_keeps_the_old_ones(
     fault, synthetic_tfds, tmp_path):
@@ -218,6 +247,7 @@ def poison_at(step_to_poison, monkeypatch):
   monkeypatch.setattr(input_pipeline, "train_iterator", poisoned)
 
 
+@SLOW
 def test_nan_stop_policy_stops_and_leaves_the_last_good_checkpoint(synthetic_tfds, tmp_path,
                                                                    monkeypatch):
   poison_at(4, monkeypatch)  # the 5th step
@@ -231,6 +261,7 @@ def test_nan_stop_policy_stops_and_leaves_the_last_good_checkpoint(synthetic_tfd
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored["params"]))
 
 
+@SLOW
 def test_nan_skip_policy_skips_the_step_and_counts_it(synthetic_tfds, tmp_path, monkeypatch):
   poison_at(4, monkeypatch)
   config = loop_config(synthetic_tfds, num_steps=6, eval_every_steps=3,

@@ -868,6 +868,7 @@ def run_main(tmp_path, *overrides):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # one subprocess of the entry point each
 @pytest.mark.parametrize("override, field", [
     ("--config.model.d_model=abc", "config.model.d_model"),  # int field, not an int
     ("--config.model.d_model=1.5", "config.model.d_model"),
@@ -882,6 +883,7 @@ def test_cli_override_of_the_wrong_type_names_the_field(tmp_path, override, fiel
   assert "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
+@pytest.mark.slow  # one subprocess of the entry point each
 @pytest.mark.parametrize("override", ["--config.model.depth=3", "--config.nosuch.x=1"])
 def test_cli_unknown_field_is_one_line(tmp_path, override):
   r = run_main(tmp_path, override)

@@ -83,3 +83,18 @@ def test_gradient_is_finite_at_saturated_probabilities(z):
     g = jax.grad(lambda l: losses.mlt_loss(l, jnp.full((1, 1), y), jnp.ones((1, 1)),
                                            jnp.ones(1), cfg)[0])(jnp.full((1, 1), z))
     assert np.isfinite(g).all()
+
+
+def test_weights_of_aus_never_annotated_or_never_active_are_zero():
+  # AU 0 never annotated (all -1), AU 1 never active, AU 2 active in 1 of its 2 valid frames,
+  # AU 3 in 1 of 4: f = (0, 0, 1/2, 1/4), 1/f = (-, -, 2, 4), w = 4 (0, 0, 2/6, 4/6).
+  labels = np.array([[-1, 0, 1, 1], [-1, 0, 0, 0], [-1, 0, -1, 0], [-1, 0, -1, 0]])
+  np.testing.assert_allclose(losses.frequency_weights(labels), [0, 0, 4 / 3, 8 / 3], rtol=1e-6)
+  # An AU annotated on one frame only, where it is active: f = 1, like an AU active on all.
+  one = np.array([[1, 1], [-1, 0], [-1, 1], [-1, 0]])  # f = (1, 1/2): w = 2 (1, 2) / 3
+  np.testing.assert_allclose(losses.frequency_weights(one), [2 / 3, 4 / 3], rtol=1e-6)
+  # No AU active anywhere: every weight 0 (not a division by zero).
+  np.testing.assert_array_equal(losses.frequency_weights(np.zeros((3, 4), int)), np.zeros(4))
+  np.testing.assert_array_equal(losses.weights_from_positive_rate([0.0, 0.0]), [0.0, 0.0])
+  np.testing.assert_allclose(losses.weights_from_positive_rate([0.5, 0.25, 0.0]),
+                             3 * np.array([2, 4, 0]) / 6, rtol=1e-6)

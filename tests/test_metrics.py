@@ -205,3 +205,165 @@ def test_rows_not_grouped_by_video_are_refused():
     metrics.smooth(probs, np.zeros(4, int), 3, frames=[0, 2, 1, 3])
   with pytest.raises(ValueError, match="window"):
     metrics.smooth(probs, np.zeros(4, int), 0)
+
+
+def naive_smooth_by_frame(probs, ids, frames, window, face, empty=0.0):
+  """The definition with frame numbers: row i averages the valid rows of its video whose
+  frame lies in [f_i - window // 2, f_i + (window - 1) // 2]."""
+  out = np.empty(probs.shape, np.float64)
+  for i in range(len(probs)):
+    js = [j for j in range(len(probs)) if ids[j] == ids[i] and face[j] and
+          frames[i] - window // 2 <= frames[j] <= frames[i] + (window - 1) // 2]
+    out[i] = np.mean(probs[js].astype(np.float64), axis=0) if js else empty
+  return out
+
+
+def strided_split(seed, stride_choices=(1, 2, 5)):
+  """A random split whose frame numbers have gaps (a strided split, missing rows); each
+  video's frames start anywhere, so videos' frame ranges overlap."""
+  probs, _, ids, face = random_split(seed)
+  rng = np.random.default_rng(seed + 100)
+  frames = np.empty(len(ids), np.int64)
+  for v in np.unique(ids):
+    rows = np.flatnonzero(ids == v)
+    frames[rows] = rng.integers(0, 50) + np.cumsum(rng.choice(stride_choices, len(rows)))
+  return probs, ids, frames, face
+
+
+@pytest.mark.parametrize("window", [2, 3, 5, 10, 25])
+@pytest.mark.parametrize("seed", range(3))
+def test_smoothing_over_frame_numbers_with_gaps_equals_the_definition(window, seed):
+  probs, ids, frames, face = strided_split(seed)
+  probs[~face] = np.nan
+  got = metrics.smooth(probs, ids, window, face, frames=frames)
+  np.testing.assert_allclose(got, naive_smooth_by_frame(probs, ids, frames, window, face),
+                             rtol=0, atol=1e-12)
+  # Without a mask too (every row counts).
+  every = np.ones(len(ids), bool)
+  np.testing.assert_allclose(metrics.smooth(np.nan_to_num(probs), ids, window, frames=frames),
+                             naive_smooth_by_frame(np.nan_to_num(probs), ids, frames, window,
+                                                   every), rtol=0, atol=1e-12)
+
+
+def test_contiguous_frame_numbers_smooth_as_rows():
+  probs, _, ids, face = random_split(7)
+  frames = np.concatenate([np.arange((ids == v).sum()) + 3 * v for v in np.unique(ids)])
+  np.testing.assert_allclose(metrics.smooth(probs, ids, 5, face, frames=frames),
+                             naive_smooth(probs, ids, 5, face), rtol=0, atol=1e-12)
+
+
+def test_a_single_frame_smooths_to_itself():
+  np.testing.assert_allclose(metrics.smooth([[0.3, 0.7]], ["a"], 5), [[0.3, 0.7]])
+  assert metrics.smooth(np.zeros((0, 2)), np.zeros(0), 5).shape == (0, 2)
+
+
+def test_repeated_frame_numbers_are_refused():
+  with pytest.raises(ValueError, match="strictly increase"):
+    metrics.smooth(np.zeros((3, 1)), np.zeros(3, int), 3, frames=[0, 1, 1])
+
+
+def test_no_aus_score_zero():
+  per_au, mean = metrics.Counts.zeros(0).f1()
+  assert per_au.shape == (0,) and mean == 0.0
+
+
+def test_counts_sum_from_zero_and_refuse_other_au_counts():
+  probs, labels, _, _ = random_split(3)
+  parts = [metrics.confusion_counts(probs[i::3], labels[i::3]) for i in range(3)]
+  whole = metrics.confusion_counts(probs, labels)
+  total = sum(parts)  # starts from the int 0
+  for field in ("tp", "fp", "fn", "tn"):
+    np.testing.assert_array_equal(getattr(total, field), getattr(whole, field))
+  with pytest.raises(ValueError, match="cannot merge"):
+    parts[0] + metrics.Counts.zeros(5)
+
+
+def test_the_recipe_defaults():
+  # docs/recipe.md, "## Evaluation (ABAW3 AU track)": threshold 0.5; thresholds tuned on a
+  # 0.005 grid; smoothing windows of 5-25 frames; an empty window predicts negative.
+  assert metrics.DEFAULT_THRESHOLD == 0.5 and metrics.DEFAULT_GRID_STEP == 0.005
+  np.testing.assert_allclose(tuning.threshold_grid(), np.arange(1, 200) * 0.005, atol=1e-12)
+  assert metrics.DEFAULT_WINDOWS == (5, 10, 15, 20, 25)
+  # Scored with the default threshold: 0.5 is a positive prediction, just below it not.
+  counts = metrics.confusion_counts([[0.5], [0.4999]], [[1], [1]])
+  assert counts.tp[0] == 1 and counts.fn[0] == 1
+
+
+# ------------------------------------------------------------ the challenge's protocol
+
+
+def naive_fill(probs, face, ids, frames):
+  """The definition: a faceless row takes the nearest face row of its video by frame number
+  (ties: the earlier frame); 0 when its video has no face."""
+  out = np.where(face[:, None], probs, 0.0)
+  for i in np.flatnonzero(~face):
+    js = [j for j in np.flatnonzero(face) if ids[j] == ids[i]]
+    if js:
+      out[i] = probs[min(js, key=lambda j: (abs(frames[j] - frames[i]), frames[j]))]
+  return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_faceless_equals_the_nearest_face_frame_of_the_same_video(seed):
+  probs, ids, frames, face = strided_split(seed, stride_choices=(1, 3))
+  face[ids == ids[0]] = False  # one video without a face: 0
+  got = metrics.fill_faceless(probs, face, ids, frames)
+  np.testing.assert_array_equal(got, naive_fill(probs, face, ids, frames))
+  assert (got[ids == ids[0]] == 0).all()
+
+
+def test_fill_faceless_ties_go_to_the_earlier_frame_and_defaults_are_one_video():
+  probs = np.array([[0.1], [0.0], [0.9], [0.0], [0.0], [0.3]])
+  face = np.array([True, False, True, False, False, True])
+  # Frame 1 is between 0 and 2: the earlier (0.1); 3 nearest 2, 4 nearest 5.
+  np.testing.assert_allclose(metrics.fill_faceless(probs, face)[:, 0],
+                             [0.1, 0.1, 0.9, 0.9, 0.3, 0.3])
+  assert (metrics.fill_faceless(probs, np.zeros(6, bool)) == 0).all()
+  np.testing.assert_array_equal(metrics.fill_faceless(probs, np.ones(6, bool)), probs)
+  assert metrics.fill_faceless(np.zeros((0, 2)), np.zeros(0, bool)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_challenge_probs_fill_then_smooth_every_frame(window):
+  probs, ids, frames, face = strided_split(1)
+  filled = naive_fill(probs, face, ids, frames)
+  every = np.ones(len(ids), bool)
+  np.testing.assert_allclose(metrics.challenge_probs(probs, face, ids, frames, window),
+                             naive_smooth_by_frame(filled, ids, frames, window, every),
+                             rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_smoothing_many_short_videos_with_gaps_never_mixes_two_videos(seed):
+  # Videos of 1-3 rows whose frame numbers jump by up to 7: the windows of neighbouring
+  # videos would overlap if the per-video sort keys were not far enough apart.
+  probs, _, ids, face = random_split(seed, num_videos=40, max_len=3)
+  rng = np.random.default_rng(seed)
+  frames = np.empty(len(ids), np.int64)
+  for v in np.unique(ids):
+    rows = np.flatnonzero(ids == v)
+    frames[rows] = rng.integers(0, 30) + np.cumsum(rng.integers(1, 8, len(rows)))
+  for window in (2, 3, 4, 5, 7, 25):
+    np.testing.assert_allclose(
+        metrics.smooth(probs, ids, window, face, frames=frames),
+        naive_smooth_by_frame(probs, ids, frames, window, face), rtol=0, atol=1e-12)
+
+
+def test_gaps_inside_videos_count_even_when_the_videos_meet_without_one():
+  # Video a holds frames 0 and 2, video b frames 3 and 5: every gap is inside a video.
+  probs = np.array([[0.0], [1.0], [0.0], [1.0]])
+  ids, frames = np.array([0, 0, 1, 1]), np.array([0, 2, 3, 5])
+  face = np.ones(4, bool)
+  # Window 3 spans [f - 1, f + 1]: no row has a neighbour within one frame of its video.
+  np.testing.assert_array_equal(metrics.smooth(probs, ids, 3, frames=frames), probs)
+  np.testing.assert_allclose(metrics.smooth(probs, ids, 5, frames=frames),
+                             naive_smooth_by_frame(probs, ids, frames, 5, face))
+  # A one-row video at the highest frame number followed by one that starts at the lowest:
+  # their sort keys are as close as two videos' get, and no window may bridge them.
+  probs, ids, frames = np.array([[1.0], [0.0], [0.5]]), np.array([0, 1, 1]), np.array([10, 0, 2])
+  for window in (2, 3):
+    np.testing.assert_array_equal(metrics.smooth(probs, ids, window, frames=frames), probs)
+
+
+def test_fill_faceless_keeps_a_single_frame_with_a_face():
+  np.testing.assert_array_equal(metrics.fill_faceless([[0.7, 0.2]], [True]), [[0.7, 0.2]])

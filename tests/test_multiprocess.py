@@ -19,7 +19,7 @@ import pytest
 from conftest import complete_steps
 import fault_points
 
-pytestmark = pytest.mark.slow  # several processes over jax.distributed
+SLOW = pytest.mark.slow  # several processes over jax.distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_STEPS = 8
@@ -92,6 +92,7 @@ def uninterrupted(synthetic_tfds, tmp_path_factory):
           for name, p, d in (("1x4", 1, 4), ("2x2", 2, 2))}
 
 
+@SLOW
 def test_two_processes_train_to_identical_parameters(uninterrupted):
   workdir, outs = uninterrupted["2x2"]
   digests = [DIGEST.search(o).groups() for o in outs]
@@ -102,10 +103,12 @@ def test_two_processes_train_to_identical_parameters(uninterrupted):
   assert (workdir / "summary.json").exists()
 
 
+@SLOW
 def test_one_process_of_four_devices_ends_like_two_of_two(uninterrupted):
   assert_close_params(uninterrupted["1x4"][0], uninterrupted["2x2"][0])
 
 
+@SLOW
 def test_two_processes_killed_mid_run_resume_to_the_same_end(synthetic_tfds, uninterrupted,
                                                              tmp_path):
   # Both processes held inside the evaluation at step 6, then both killed -9: a host lost.
@@ -144,6 +147,7 @@ def evaluate_with(workdir, out_dir, num_processes, devices_per_process):
   return json.loads((pathlib.Path(out_dir) / "report.json").read_text())
 
 
+@SLOW
 def test_evaluation_on_two_processes_reports_the_whole_split(uninterrupted, tmp_path):
   # Each process reads its share of the split; the report gathers every process's rows, so
   # 2 processes x 2 devices report what 1 process x 4 devices reports, frame for frame.
@@ -159,3 +163,19 @@ def test_evaluation_on_two_processes_reports_the_whole_split(uninterrupted, tmp_
   b = np.load(tmp_path / "2x2" / "predictions.npz")
   assert list(a["video"]) == list(b["video"]) and (a["frame"] == b["frame"]).all()
   np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
+
+
+def test_the_digest_the_processes_compare_is_that_of_the_saved_parameters(trained):
+  # The runs above are compared by the digest each process prints: it must be a digest of
+  # the parameters (as the last checkpoint holds them), not of anything process-local.
+  import jax  # pylint: disable=g-import-not-at-top
+  from mlt_flax import runtime  # pylint: disable=g-import-not-at-top
+  from mlt_flax import train  # pylint: disable=g-import-not-at-top
+  _, workdir, summary = trained
+  run = runtime.load_run(workdir, str(summary["steps"]), runtime.DataParallel(jax.devices()[:1]))
+  params = run.variables["params"]
+  assert train.param_digest(params) == summary["param_digest"]
+  # And one changed weight changes it.
+  leaves, tree = jax.tree.flatten(params)
+  leaves[0] = leaves[0].at[(0,) * leaves[0].ndim].add(1e-3)
+  assert train.param_digest(jax.tree.unflatten(tree, leaves)) != summary["param_digest"]

@@ -2,6 +2,7 @@
 then the Aff-Wild2 mixture, then fine-tune on Aff-Wild2's 12 AUs from that run."""
 
 import json
+import shutil
 
 import dataset_fixtures
 import numpy as np
@@ -15,18 +16,18 @@ from mlt_flax import input_pipeline
 from mlt_flax import train
 from mlt_flax.data import build
 
-pytestmark = pytest.mark.slow  # three trainings in a row
-
-
 @pytest.fixture(scope="module")
 def all_three(synthetic_tfds, tmp_path_factory):
-  """BP4D and DISFA fixtures in their exact layouts, built next to the synthetic Aff-Wild2."""
+  """BP4D and DISFA fixtures in their exact layouts, built next to a copy of the synthetic
+  Aff-Wild2 (the shared one stays as it is for the other tests)."""
   root = tmp_path_factory.mktemp("licensed")
+  data_dir = root / "tfds"
+  shutil.copytree(synthetic_tfds, data_dir)
   dataset_fixtures.write_bp4d(root / "bp4d")
   dataset_fixtures.write_disfa(root / "disfa")
-  build.build("bp4d", str(root / "bp4d"), synthetic_tfds)
-  build.build("disfa", str(root / "disfa"), synthetic_tfds)
-  return synthetic_tfds
+  build.build("bp4d", str(root / "bp4d"), str(data_dir))
+  build.build("disfa", str(root / "disfa"), str(data_dir))
+  return str(data_dir)
 
 
 def tiny(config, data_dir):
@@ -43,6 +44,17 @@ def tiny(config, data_dir):
   return config
 
 
+def test_the_three_stages_validate_and_score_the_aus_of_their_label_space():
+  # The road's configs, at test size: 17-AU union for both pretrainings (BP4D and DISFA
+  # each lack some AU of it), then Aff-Wild2's 12.
+  for get_config, num_aus in ((pretrain_bp4d_disfa.get_config, 17),
+                              (pretrain_mixture.get_config, 17), (abaw3.get_config, 12)):
+    config = tiny(get_config(), "unused")
+    configuration.validate(config)
+    assert input_pipeline.has_partial_labels(config) == (num_aus == 17)
+
+
+@pytest.mark.slow  # three trainings in a row
 def test_pretrain_then_fine_tune(all_three, tmp_path):
   stage1 = tiny(pretrain_bp4d_disfa.get_config(), all_three)
   configuration.validate(stage1)
