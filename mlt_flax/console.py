@@ -20,6 +20,7 @@ import warnings
 
 LOG_FILE = "log.txt"
 _log_path: pathlib.Path | None = None  # set by setup()
+_echo = False  # set by setup(): the full log is on the terminal
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"
 _QUIET_LIBRARIES = ("absl", "tensorflow", "jax", "orbax", "clu", "tensorflow_datasets", "etils")
 
@@ -114,13 +115,19 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
   _log_path = path
   for name in _QUIET_LIBRARIES:
     logging.getLogger(name).setLevel(logging.INFO)
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    if not echo:
-      tfds.disable_progress_bar()
-  except ImportError:
-    pass
+  global _echo
+  _echo = echo
+  if "tensorflow_datasets" in sys.modules:  # never imported here: a light CLI stays light
+    quiet_tfds_progress()
   return path
+
+
+def quiet_tfds_progress() -> None:
+  """TFDS's progress bars off the terminal (unless setup echoes the full log); for a program
+  that loads TFDS after setup()."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if not _echo:
+    tfds.disable_progress_bar()
 
 
 def _excepthook(exc_type, exc_value, exc_traceback) -> None:
@@ -172,9 +179,10 @@ def _absl_flag(name: str) -> bool:
 
 
 def _is_main_process() -> bool:
-  """Process 0 writes the log file (call after jax.distributed.initialize, if any)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.process_index() == 0
+  """Process 0 writes the log file (call after jax.distributed.initialize, if any); a process
+  that has not loaded JAX (predict --model) is the only one."""
+  jax = sys.modules.get("jax")
+  return jax is None or jax.process_index() == 0
 
 
 def stage(title: str) -> float:

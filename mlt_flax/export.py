@@ -35,7 +35,6 @@ if __name__ == "__main__":  # as a program: TensorFlow loads with its start-up l
   _console.quiet_native_logs()  # pulls it in (console.quiet_native_logs says why)
 
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -44,7 +43,6 @@ import pathlib
 import tempfile
 from typing import Callable
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -53,16 +51,18 @@ import numpy as np
 
 from mlt_flax import augment
 from mlt_flax import checkpoints
-from mlt_flax import console
+from mlt_flax import cli
+from mlt_flax import export_format
 from mlt_flax import runtime
-from mlt_flax import xla_cpu
 from mlt_flax.models import fold
 
-FORMAT = "mlt_flax.export"  # metadata['format']: what wrote the folder
-FORMAT_VERSION = 1
+# The folder's format lives in a dependency-free module that serving reads without JAX.
+FORMAT, FORMAT_VERSION = export_format.FORMAT, export_format.FORMAT_VERSION
 FORMATS = ("onnx", "stablehlo")
-ONNX_FILE, STABLEHLO_FILE, METADATA_FILE = "model.onnx", "model.stablehlo", "metadata.json"
-INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "images", "probs", "N"
+ONNX_FILE, STABLEHLO_FILE = export_format.ONNX_FILE, export_format.STABLEHLO_FILE
+ONNX_INT8_FILE, METADATA_FILE = export_format.ONNX_INT8_FILE, export_format.METADATA_FILE
+INPUT_NAME, OUTPUT_NAME = export_format.INPUT_NAME, export_format.OUTPUT_NAME
+BATCH_DIM = export_format.BATCH_DIM
 OPSET = 17  # see docs/export.md: the lowest opset this graph needs, read by every ONNX engine
 PLATFORMS = ("cpu", "cuda")  # the StableHLO is lowered for these (jax.export multi-platform)
 REPORT = pathlib.Path("eval_validation") / "report.json"  # evaluate's default report
@@ -180,12 +180,7 @@ def stablehlo_export(config, folded_variables, *, platforms=PLATFORMS):
 # ------------------------------------------------------------------------------------ the folder
 
 
-def sha256(path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+sha256 = export_format.sha256
 
 
 def writable_folder(output) -> pathlib.Path:
@@ -367,17 +362,10 @@ def define_flags():
                     "checkpoint's JAX model on random frames (costs one JAX compile).")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  xla_cpu.apply_defaults()  # before anything starts JAX's backend
-  console.setup(None)
-  try:
-    meta = export(FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
-                  formats=FLAGS.formats, opset=FLAGS.opset, platforms=FLAGS.platforms,
-                  check=FLAGS.verify)
-  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    console.exit_with_error(e)
+def run_cli():
+  meta = export(FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
+                formats=FLAGS.formats, opset=FLAGS.opset, platforms=FLAGS.platforms,
+                check=FLAGS.verify, quantize=FLAGS.quantize)
   out = pathlib.Path(FLAGS.output)
   for entry in meta["files"].values():
     print(f"wrote {out / entry['file']} ({entry['bytes'] / 1e6:.1f} MB, sha256 "
@@ -392,5 +380,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.main(define_flags, run_cli, log_dir=lambda: None,
+           errors=(checkpoints.CheckpointError,))
