@@ -102,3 +102,20 @@ def test_every_entry_point_defines_its_flags_only_when_run():
         assert not call.func.attr.startswith("DEFINE_"), f"{path}: flags defined at import"
     imports = imported_modules(path)
     assert "argparse" not in imports, f"{path}: argparse (the CLIs use absl)"
+
+
+def test_the_readme_layout_names_every_module_and_document():
+  readme = (ROOT / "README.md").read_text()
+  layout = readme[readme.index("## Layout"):readme.index("## Tests")]
+  for path in sorted(PACKAGE.rglob("*.py")):
+    parts = path.relative_to(PACKAGE).parts
+    if "__pycache__" in parts or path.name == "__init__.py" and len(parts) == 1:
+      continue
+    # a module by its name; a folder two levels down (data/synthetic/) by the folder's
+    name = parts[1] + "/" if len(parts) > 2 else path.stem
+    assert name in layout, f"README's layout does not name mlt_flax/{'/'.join(parts)}"
+  for doc in sorted((ROOT / "docs").glob("*.md")):
+    assert doc.stem in layout, f"README's layout does not name docs/{doc.name}"
+  for path in sorted((ROOT / "benchmarks").glob("*.py")):
+    if path.stem not in ("__init__", "cli", "timing"):
+      assert path.stem in layout, f"README's layout does not name benchmarks/{path.name}"
