@@ -62,7 +62,8 @@ def _define_flags() -> None:
   flags.DEFINE_bool("keras", False, "Also time the Keras peer of the model "
                     "(benchmarks/keras_peer.py), interleaved with the other paths.")
   flags.DEFINE_string("out", None, "Also write the figures as JSON here.")
-  flags.DEFINE_bool("int8", True, "Also time the INT8 model (export --quantize=int8).")
+  flags.DEFINE_bool("int8", True, "Also time the INT8 model (export --quantize=int8); not "
+                    "with --plan (benchmarks/run.py's float32 comparison).")
   flags.DEFINE_integer("calibration_frames", 64, "Face crops the INT8 timing model is "
                        "calibrated on.")
   flags.DEFINE_string("f1_workdir", None, "A trained run: report the validation mean-F1 "
@@ -110,14 +111,15 @@ def time_paths(config, variables, frames, f) -> list[dict]:
       "jax folded": lambda: np.asarray(folded_predict(folded, batch)),
       "onnxruntime": lambda: session.run(["probs"], {"images": frames})[0],
   }
-  if f.int8:
+  int8_path = f.int8 and not f.plan
+  if int8_path:
     int8 = ort.InferenceSession(str(int8_model(proto, f.calibration_frames, config)), options,
                                 providers=["CPUExecutionProvider"])
     paths["ort int8"] = lambda: int8.run(["probs"], {"images": frames})[0]
   del proto
   reference = paths["jax"]()
   diffs = {name: float(np.abs(fn() - reference).max()) for name, fn in paths.items()}
-  if f.int8:
+  if int8_path:
     diffs["int8 vs onnxruntime"] = float(np.abs(paths["ort int8"]() -
                                                 paths["onnxruntime"]()).max())
   if f.keras:
@@ -126,7 +128,7 @@ def time_paths(config, variables, frames, f) -> list[dict]:
   rows = [{"path": name, "first_s": first, "seconds": seconds,
            "images_per_s": len(frames) / seconds, "max_abs_diff": diffs.get(name)}
           for name, (first, seconds) in times.items()]
-  if f.int8:
+  if int8_path:
     next(r for r in rows if r["path"] == "ort int8")["max_abs_diff_vs_float_ort"] = diffs[
         "int8 vs onnxruntime"]
   return rows

@@ -113,20 +113,25 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
     root.addHandler(to_file)
   global _log_path
   _log_path = path
-  for name in _QUIET_LIBRARIES:
-    logging.getLogger(name).setLevel(logging.INFO)
   global _echo
   _echo = echo
-  if "tensorflow_datasets" in sys.modules:  # never imported here: a light CLI stays light
-    quiet_tfds_progress()
+  libraries_loaded()
   return path
 
 
-def quiet_tfds_progress() -> None:
-  """TFDS's progress bars off the terminal (unless setup echoes the full log); for a program
-  that loads TFDS after setup()."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  if not _echo:
+def libraries_loaded() -> None:
+  """The libraries imported so far log INFO into the log file, and TFDS's progress bars stay
+  off the terminal (unless setup echoes the full log). setup() calls it; a program that
+  imports JAX or TensorFlow after setup() (predict's JAX backend) calls it again then.
+
+  A library not yet imported is left alone: JAX takes its logger's level at import as its
+  own logging level, and INFO there would turn on its own stderr handler and C++ INFO lines.
+  """
+  for name in _QUIET_LIBRARIES:
+    if name in sys.modules:
+      logging.getLogger(name).setLevel(logging.INFO)
+  tfds = sys.modules.get("tensorflow_datasets")  # never imported here: a light CLI stays light
+  if tfds is not None and not _echo:
     tfds.disable_progress_bar()
 
 

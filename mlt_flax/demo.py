@@ -113,7 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir) -> dict:
   video_out = workdir / "predict_real_video"
   # One predictor (one compiled function) for both predict stages, warmed up on a photo so
   # that the frames/s below are the video's, not the compiler's.
-  predictor = predict.Predictor(workdir, "best")
+  predictor = predict.JaxBackend(workdir, "best")
   predictor.run(predict.face_finder(crop_size=predictor.frame_size).track(
       media.read_frames(assets.path(WARM_UP_PHOTO))), "warm-up")
   learned_from = DATASET_NAMES[d.dataset]

@@ -80,6 +80,9 @@ def test_metadata_says_what_a_program_needs(exported):
   tuned = meta["thresholds"]["tuned"]
   assert tuned["tuned_on"] == written["tuned_on"] and "cross-video" in tuned["tuned_on"]
   assert tuned["raw"] == written["thresholds_tuned_raw"] and len(tuned["raw"]) == 12
+  assert tuned["smoothed"] == written["thresholds_tuned_smoothed"]
+  assert tuned["split"] == written["split"] == "validation"
+  assert tuned["checkpoint_step"] == written["checkpoint_step"] == meta["source"]["step"]
   assert meta["smoothing_window"] == run.config.eval.smoothing_window
   assert on_disk["config"] == json.loads(json.dumps(run.config.to_dict()))
   assert meta["source"]["step"] == run.step == 12

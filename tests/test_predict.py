@@ -361,13 +361,14 @@ def test_smooth_is_the_centred_moving_mean_of_the_raw_probabilities(trained, tmp
   # metrics.smooth's rule: row i is the mean over frames [i - w // 2, i + (w - 1) // 2],
   # clipped at the video's ends; w = config.eval.smoothing_window.
   config, workdir, _ = trained
-  folder = crop_folder(tmp_path / "clip", random_crops(9))
+  w = config.eval.smoothing_window
+  n = 2 * w + 5  # long enough that no row's window holds the whole clip
+  folder = crop_folder(tmp_path / "clip", random_crops(n))
   predict.predict(workdir, str(folder), tmp_path / "raw", thresholds="fixed")
   predict.predict(workdir, str(folder), tmp_path / "smooth", thresholds="fixed", smooth=True)
   raw = csv_probs(read_csv(tmp_path / "raw" / "clip.csv")[1])
   smoothed = csv_probs(read_csv(tmp_path / "smooth" / "clip.csv")[1])
-  w, n = config.eval.smoothing_window, len(raw)
-  assert w > 1 and n == 9
+  assert w > 1 and len(raw) == len(smoothed) == n
   want = np.array([raw[max(i - w // 2, 0):min(i + (w - 1) // 2, n - 1) + 1].mean(0)
                    for i in range(n)])
   np.testing.assert_allclose(smoothed, want, rtol=0, atol=2 * CSV_DECIMALS)
@@ -483,7 +484,7 @@ def test_annotated_video_caption_is_drawn_along_the_bottom(trained, tmp_path):
   # The demo's caveat (a model that learned from synthetic faces) rides in every frame.
   _, workdir, _ = trained
   video = write_two_face_video(tmp_path / "pair.avi", 2)
-  backend = predict.Predictor(workdir)
+  backend = predict.JaxBackend(workdir)
   for name, caption in (("plain", None), ("captioned", "demo model: synthetic faces")):
     predict.predict_with(backend, str(video), tmp_path / name, annotated_video=True,
                          caption=caption)

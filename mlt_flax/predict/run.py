@@ -24,7 +24,7 @@ def load_backend(workdir=None, checkpoint: str = "best", model=None) -> backends
     return backends.OnnxBackend(model)
   console.quiet_native_logs()  # the JAX backend brings TensorFlow (the input pipeline) in
   from mlt_flax.predict import jax_backend  # pylint: disable=g-import-not-at-top
-  console.quiet_tfds_progress()
+  console.libraries_loaded()
   return jax_backend.JaxBackend(workdir, checkpoint)
 
 
