@@ -31,7 +31,6 @@ import numpy as np
 
 from mlt_flax import checkpoints
 from mlt_flax import cli
-from mlt_flax import console
 from mlt_flax import metrics
 from mlt_flax import plots
 from mlt_flax import reports
