@@ -1,4 +1,13 @@
-"""What the command lines share: the multi-host flags and JAX's multi-controller start-up.
+"""What the command lines share: one `main`, the multi-host flags, JAX's multi-controller
+start-up.
+
+  if __name__ == "__main__":
+    cli.main(define_flags, run, log_dir=lambda: FLAGS.output, errors=(SomeError,))
+
+`main` defines the flags, then under absl's app.run: refuses stray arguments, sets XLA's CPU
+defaults (before anything starts JAX's backend; no JAX import), connects the processes
+(distributed=True), routes the log (console.setup) and calls `run()`; an expected error ends
+the program with one line (console.exit_with_error).
 
 Several hosts: start the same command on each, with --coordinator_address=HOST:PORT,
 --num_processes=N and --process_id=i (or on a cluster JAX detects by itself, SLURM or Cloud
@@ -6,10 +15,16 @@ TPU, with none of them): JAX's own runtime (`jax.distributed`) connects the proc
 """
 
 import os
+from typing import Callable
 
+from absl import app
 from absl import flags
 
+from mlt_flax import console
+from mlt_flax import xla_cpu
+
 FLAGS = flags.FLAGS
+EXPECTED_ERRORS = (FileNotFoundError, ValueError)  # bad input: one line, no traceback
 _CLUSTER_ENV = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
 
 
@@ -31,3 +46,31 @@ def initialize_distributed():
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   elif any(v in os.environ for v in _CLUSTER_ENV):
     jax.distributed.initialize()
+
+
+def main(define_flags: Callable[[], None], run: Callable[[], None], *,
+         log_dir: Callable[[], str | None], distributed: bool = False,
+         errors: tuple | Callable[[], tuple] = ()) -> None:
+  """Runs a command line (see the module's docstring).
+
+  log_dir: where the log file goes (called after the flags are parsed; None: terminal only).
+  errors: more exception types that end the program with one line, or a function giving
+    them when the error occurs (for modules a light path must not import).
+  """
+  define_flags()
+
+  def absl_main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    xla_cpu.apply_defaults()  # before anything starts JAX's backend
+    if distributed:
+      initialize_distributed()
+    console.setup(log_dir())
+    try:
+      run()
+    except Exception as e:  # pylint: disable=broad-except  (filtered just below)
+      if isinstance(e, EXPECTED_ERRORS + tuple(errors() if callable(errors) else errors)):
+        console.exit_with_error(e)
+      raise
+
+  app.run(absl_main)

@@ -20,6 +20,7 @@ import warnings
 
 LOG_FILE = "log.txt"
 _log_path: pathlib.Path | None = None  # set by setup()
+_echo = False  # set by setup(): the full log is on the terminal
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"
 _QUIET_LIBRARIES = ("absl", "tensorflow", "jax", "orbax", "clu", "tensorflow_datasets", "etils")
 
@@ -112,15 +113,26 @@ def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:
     root.addHandler(to_file)
   global _log_path
   _log_path = path
-  for name in _QUIET_LIBRARIES:
-    logging.getLogger(name).setLevel(logging.INFO)
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    if not echo:
-      tfds.disable_progress_bar()
-  except ImportError:
-    pass
+  global _echo
+  _echo = echo
+  libraries_loaded()
   return path
+
+
+def libraries_loaded() -> None:
+  """The libraries imported so far log INFO into the log file, and TFDS's progress bars stay
+  off the terminal (unless setup echoes the full log). setup() calls it; a program that
+  imports JAX or TensorFlow after setup() (predict's JAX backend) calls it again then.
+
+  A library not yet imported is left alone: JAX takes its logger's level at import as its
+  own logging level, and INFO there would turn on its own stderr handler and C++ INFO lines.
+  """
+  for name in _QUIET_LIBRARIES:
+    if name in sys.modules:
+      logging.getLogger(name).setLevel(logging.INFO)
+  tfds = sys.modules.get("tensorflow_datasets")  # never imported here: a light CLI stays light
+  if tfds is not None and not _echo:
+    tfds.disable_progress_bar()
 
 
 def _excepthook(exc_type, exc_value, exc_traceback) -> None:
@@ -172,9 +184,10 @@ def _absl_flag(name: str) -> bool:
 
 
 def _is_main_process() -> bool:
-  """Process 0 writes the log file (call after jax.distributed.initialize, if any)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.process_index() == 0
+  """Process 0 writes the log file (call after jax.distributed.initialize, if any); a process
+  that has not loaded JAX (predict --model) is the only one."""
+  jax = sys.modules.get("jax")
+  return jax is None or jax.process_index() == 0
 
 
 def stage(title: str) -> float:

@@ -25,20 +25,17 @@ if __name__ == "__main__":  # as a program: TensorFlow loads with its start-up l
 
 import pathlib
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
 from mlt_flax import checkpoints
 from mlt_flax import cli
-from mlt_flax import console
 from mlt_flax import metrics
 from mlt_flax import plots
 from mlt_flax import reports
 from mlt_flax import runtime
 from mlt_flax import tuning
-from mlt_flax import xla_cpu
 from mlt_flax.data import affwild2_format
 
 CROSS_VIDEO = "cross-video"
@@ -229,19 +226,13 @@ def define_flags():
   cli.define_distributed_flags()
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  xla_cpu.apply_defaults()  # before anything starts JAX's backend
-  cli.initialize_distributed()
-  console.setup(FLAGS.out_dir or FLAGS.workdir)
-  try:
-    evaluate(FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
-             tune_split=FLAGS.tune_split, out_dir=FLAGS.out_dir)
-  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    console.exit_with_error(e)
+def main():
+  cli.main(define_flags, lambda: evaluate(
+      FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
+      tune_split=FLAGS.tune_split, out_dir=FLAGS.out_dir),
+           log_dir=lambda: FLAGS.out_dir or FLAGS.workdir, distributed=True,
+           errors=(checkpoints.CheckpointError,))
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  main()

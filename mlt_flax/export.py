@@ -2,13 +2,16 @@
 
   python -m mlt_flax.export --workdir=RUN [--checkpoint=best] --output=DIR
                             [--formats=onnx,stablehlo] [--opset=17] [--platforms=cpu,cuda]
-                            [--noverify]
+                            [--noverify] [--quantize=int8 [--calibration_frames=200]]
 
 Writes into DIR:
   model.onnx       ONNX (opset 17, converted by jax2onnx), for ONNX Runtime and other
                    ONNX engines; one file, the weights inside;
   model.stablehlo  the same function as serialized `jax.export` StableHLO, reloadable with
                    `jax.export.deserialize(bytes).call(images)` without this package's code;
+  model.int8.onnx  with --quantize=int8: the ONNX model quantized by ONNX Runtime's static
+                   quantization (QDQ, int8 weights per channel, uint8 activations calibrated
+                   on validation face crops of the run's dataset; mlt_flax/quantize.py);
   metadata.json    what a program needs to use them (below), written last: a folder with a
                    metadata.json is a complete export.
 
@@ -35,7 +38,6 @@ if __name__ == "__main__":  # as a program: TensorFlow loads with its start-up l
   _console.quiet_native_logs()  # pulls it in (console.quiet_native_logs says why)
 
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -44,7 +46,6 @@ import pathlib
 import tempfile
 from typing import Callable
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -53,16 +54,19 @@ import numpy as np
 
 from mlt_flax import augment
 from mlt_flax import checkpoints
-from mlt_flax import console
+from mlt_flax import cli
+from mlt_flax import export_format
+from mlt_flax import quantize as quantize_lib
 from mlt_flax import runtime
-from mlt_flax import xla_cpu
 from mlt_flax.models import fold
 
-FORMAT = "mlt_flax.export"  # metadata['format']: what wrote the folder
-FORMAT_VERSION = 1
+# The folder's format lives in a dependency-free module that serving reads without JAX.
+FORMAT, FORMAT_VERSION = export_format.FORMAT, export_format.FORMAT_VERSION
 FORMATS = ("onnx", "stablehlo")
-ONNX_FILE, STABLEHLO_FILE, METADATA_FILE = "model.onnx", "model.stablehlo", "metadata.json"
-INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "images", "probs", "N"
+ONNX_FILE, STABLEHLO_FILE = export_format.ONNX_FILE, export_format.STABLEHLO_FILE
+ONNX_INT8_FILE, METADATA_FILE = export_format.ONNX_INT8_FILE, export_format.METADATA_FILE
+INPUT_NAME, OUTPUT_NAME = export_format.INPUT_NAME, export_format.OUTPUT_NAME
+BATCH_DIM = export_format.BATCH_DIM
 OPSET = 17  # see docs/export.md: the lowest opset this graph needs, read by every ONNX engine
 PLATFORMS = ("cpu", "cuda")  # the StableHLO is lowered for these (jax.export multi-platform)
 REPORT = pathlib.Path("eval_validation") / "report.json"  # evaluate's default report
@@ -180,12 +184,7 @@ def stablehlo_export(config, folded_variables, *, platforms=PLATFORMS):
 # ------------------------------------------------------------------------------------ the folder
 
 
-def sha256(path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+sha256 = export_format.sha256
 
 
 def writable_folder(output) -> pathlib.Path:
@@ -255,8 +254,10 @@ def metadata(run: runtime.Run, checkpoint: str, files: dict, verification: dict 
           "name": INPUT_NAME, "dtype": "uint8", "shape": [BATCH_DIM, frame, frame, 3],
           "layout": "NHWC", "channels": "RGB", "value_range": [0, 255],
           "description": (f"face crops of {frame}x{frame} pixels, cropped and aligned like "
-                          "Aff-Wild2's cropped_aligned frames (what `predict` crops from raw "
-                          "video with mlt_flax.faces.FaceCropper); the batch size N is free"),
+                          "Aff-Wild2's cropped_aligned frames: what `predict` makes of raw "
+                          "video, faces found by BlazeFace (full range), tracked, and aligned "
+                          "on five FaceMesh landmarks to the Aff-Wild2 crop template "
+                          "(mlt_flax.tracking, mlt_flax.alignment); the batch size N is free"),
       },
       "output": {
           "name": OUTPUT_NAME, "dtype": "float32", "shape": [BATCH_DIM, len(names)],
@@ -300,6 +301,11 @@ def verify(folder: pathlib.Path, files: dict, run: runtime.Run, frames: int = VE
                                    providers=["CPUExecutionProvider"])
     got = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
     out["onnx_max_abs_diff"] = float(np.abs(got - reference).max())
+  if "onnx_int8" in files:  # recorded, not held to the float tolerance: INT8 rounds
+    session = ort.InferenceSession(str(folder / files["onnx_int8"]["file"]),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    out["onnx_int8_max_abs_dp"] = float(np.abs(got - reference).max())
   if "stablehlo" in files:
     exported = jax.export.deserialize((folder / files["stablehlo"]["file"]).read_bytes())
     got = np.asarray(exported.call(images))
@@ -312,12 +318,20 @@ def verify(folder: pathlib.Path, files: dict, run: runtime.Run, frames: int = VE
 
 
 def export(workdir, output, *, checkpoint: str = "best", formats=FORMATS, opset: int = OPSET,
-           platforms=PLATFORMS, check: bool = True) -> dict:
-  """Exports the run in `workdir` at `checkpoint` into `output`; returns the metadata."""
+           platforms=PLATFORMS, check: bool = True, quantize: str | None = None,
+           calibration_frames: int = quantize_lib.CALIBRATION_FRAMES) -> dict:
+  """Exports the run in `workdir` at `checkpoint` into `output`; returns the metadata.
+
+  quantize: 'int8' also writes model.int8.onnx (mlt_flax.quantize), calibrated on
+  `calibration_frames` face crops of the run's validation split.
+  """
   formats = tuple(formats)
   unknown = sorted(set(formats) - set(FORMATS))
   if unknown or not formats:
     raise ValueError(f"--formats={','.join(formats)}: expected some of {','.join(FORMATS)}")
+  if quantize and (quantize not in quantize_lib.MODES or "onnx" not in formats):
+    raise ValueError(f"--quantize={quantize}: expected one of {', '.join(quantize_lib.MODES)}, "
+                     "with onnx in --formats (the INT8 model is the ONNX model quantized)")
   dp = runtime.DataParallel(jax.local_devices()[:1])
   try:
     run = runtime.load_run(workdir, checkpoint, dp)
@@ -336,6 +350,13 @@ def export(workdir, output, *, checkpoint: str = "best", formats=FORMATS, opset:
     files["onnx"] = _file_entry(out / ONNX_FILE, opset=opset,
                                 converter=f"jax2onnx {importlib.metadata.version('jax2onnx')}",
                                 runtime="onnxruntime>=1.24 (any ONNX engine for this opset)")
+  if quantize:
+    crops = quantize_lib.calibration_crops(run.config, calibration_frames)
+    made = quantize_lib.quantize_int8(out / ONNX_FILE, out / ONNX_INT8_FILE, crops,
+                                      input_name=INPUT_NAME)
+    files["onnx_int8"] = _file_entry(out / ONNX_INT8_FILE, opset=opset, **made,
+                                     calibration_split=run.config.data.eval_split,
+                                     runtime="onnxruntime (QDQ integer kernels)")
   if "stablehlo" in formats:
     exported = stablehlo_export(run.config, folded, platforms=platforms)
     _write_atomic(out / STABLEHLO_FILE, exported.serialize())
@@ -365,19 +386,18 @@ def define_flags():
   flags.DEFINE_list("platforms", list(PLATFORMS), "Platforms the StableHLO is lowered for.")
   flags.DEFINE_bool("verify", True, "Reload the written files and compare them with the "
                     "checkpoint's JAX model on random frames (costs one JAX compile).")
+  flags.DEFINE_enum("quantize", None, list(quantize_lib.MODES), "Also write model.int8.onnx: "
+                    "ONNX Runtime static quantization (QDQ, per-channel int8 weights) "
+                    "calibrated on validation face crops.")
+  flags.DEFINE_integer("calibration_frames", quantize_lib.CALIBRATION_FRAMES, "With "
+                       "--quantize: validation face crops the activation ranges are read on.")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  xla_cpu.apply_defaults()  # before anything starts JAX's backend
-  console.setup(None)
-  try:
-    meta = export(FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
-                  formats=FLAGS.formats, opset=FLAGS.opset, platforms=FLAGS.platforms,
-                  check=FLAGS.verify)
-  except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
-    console.exit_with_error(e)
+def run_cli():
+  meta = export(FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
+                formats=FLAGS.formats, opset=FLAGS.opset, platforms=FLAGS.platforms,
+                check=FLAGS.verify, quantize=FLAGS.quantize,
+                calibration_frames=FLAGS.calibration_frames)
   out = pathlib.Path(FLAGS.output)
   for entry in meta["files"].values():
     print(f"wrote {out / entry['file']} ({entry['bytes'] / 1e6:.1f} MB, sha256 "
@@ -386,11 +406,13 @@ def main(argv):
     diffs = {k: v for k, v in meta["verification"].items() if k.endswith("_max_abs_diff")}
     print("checked against the checkpoint's JAX model: " +
           ", ".join(f"{k.removesuffix('_max_abs_diff')} max |dp| {v:.2g}"
-                    for k, v in diffs.items()))
+                    for k, v in diffs.items()) +
+          (f"; int8 max |dp| {meta['verification']['onnx_int8_max_abs_dp']:.2g}"
+           if "onnx_int8_max_abs_dp" in meta["verification"] else ""))
   print(f"wrote {out / METADATA_FILE} (checkpoint step {meta['source']['step']}, "
         f"{len(meta['au_names'])} AUs)")
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  cli.main(define_flags, run_cli, log_dir=lambda: None,
+           errors=(checkpoints.CheckpointError,))

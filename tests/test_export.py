@@ -19,13 +19,15 @@ from export_fixtures import TOLERANCE, demo_model, face_crops, paper_model, rand
 from mlt_flax import assets
 from mlt_flax import export
 from mlt_flax import predict
+from mlt_flax import quantize
 from mlt_flax import runtime
 from mlt_flax import serving
 from mlt_flax.models import fold
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 5)
-TUNED_ON = "cross-video (validation recordings in two halves, ...)"
+INT8_TOLERANCE = 0.05  # max |p_int8 - p_float| accepted on the tiny model (uint8 activations)
+HEAVY_MODULES = ("jax", "jaxlib", "flax", "tensorflow", "tensorflow_datasets", "orbax", "optax")
 
 
 def run_copy(trained, folder: pathlib.Path, **model_changes) -> pathlib.Path:
@@ -41,18 +43,15 @@ def run_copy(trained, folder: pathlib.Path, **model_changes) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-  """(run, export folder, metadata): the tiny trained run, with an evaluation report that
-  tuned thresholds, exported in both formats."""
+def exported(trained, report, tmp_path_factory):
+  """(run, export folder, metadata): the tiny trained run, with the report `evaluate` wrote
+  for its best checkpoint where evaluate puts it, exported in both formats and INT8."""
   workdir = run_copy(trained, tmp_path_factory.mktemp("export_run") / "run")
-  names = runtime.au_names(runtime.load_config(workdir))
-  report = {"thresholds_tuned_raw": {n: 0.3 + 0.01 * i for i, n in enumerate(names)},
-            "thresholds_tuned_smoothed": {n: 0.4 for n in names}, "tuned_on": TUNED_ON,
-            "window_tuned": [5, 7], "split": "validation", "checkpoint_step": 12}
+  _, report_dir = report
   (workdir / "eval_validation").mkdir()
-  (workdir / "eval_validation" / "report.json").write_text(json.dumps(report))
+  shutil.copy(report_dir / "report.json", workdir / "eval_validation" / "report.json")
   out = tmp_path_factory.mktemp("exported")
-  meta = export.export(workdir, out)
+  meta = export.export(workdir, out, quantize="int8", calibration_frames=40)
   return runtime.load_run(workdir, "best", runtime.DataParallel(jax.devices()[:1])), out, meta
 
 
@@ -72,10 +71,18 @@ def test_metadata_says_what_a_program_needs(exported):
       "name": "images", "dtype": "uint8", "shape": ["N", 112, 112, 3], "layout": "NHWC",
       "channels": "RGB", "value_range": [0, 255], "description": ""}
   assert "Aff-Wild2" in meta["input"]["description"]
+  assert "BlazeFace" in meta["input"]["description"]  # today's crops, not the Haar cropper
+  assert "FaceCropper" not in meta["input"]["description"]
   assert meta["output"]["shape"] == ["N", 12] and meta["output"]["dtype"] == "float32"
   assert meta["thresholds"]["default"] == 0.5
+  # What evaluate wrote for this run is what the export carries.
+  written = json.loads((run.workdir / "eval_validation" / "report.json").read_text())
   tuned = meta["thresholds"]["tuned"]
-  assert tuned["tuned_on"] == TUNED_ON and tuned["raw"]["AU1"] == 0.3
+  assert tuned["tuned_on"] == written["tuned_on"] and "cross-video" in tuned["tuned_on"]
+  assert tuned["raw"] == written["thresholds_tuned_raw"] and len(tuned["raw"]) == 12
+  assert tuned["smoothed"] == written["thresholds_tuned_smoothed"]
+  assert tuned["split"] == written["split"] == "validation"
+  assert tuned["checkpoint_step"] == written["checkpoint_step"] == meta["source"]["step"]
   assert meta["smoothing_window"] == run.config.eval.smoothing_window
   assert on_disk["config"] == json.loads(json.dumps(run.config.to_dict()))
   assert meta["source"]["step"] == run.step == 12
@@ -88,8 +95,8 @@ def test_metadata_says_what_a_program_needs(exported):
   print("verification at export:", meta["verification"])
   assert max(meta["verification"]["onnx_max_abs_diff"],
              meta["verification"]["stablehlo_max_abs_diff"]) <= TOLERANCE
-  assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.onnx",
-                                                  "model.stablehlo"]
+  assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.int8.onnx",
+                                                  "model.onnx", "model.stablehlo"]
 
 
 def test_no_report_no_tuned_thresholds(tmp_path):
@@ -107,6 +114,42 @@ def test_onnx_runtime_equals_jax_on_face_crops_and_random_frames(exported):
     print(f"tiny model, ONNX Runtime vs JAX, batch {len(images)}: max |dp| "
           f"{np.abs(got - want).max():.2e}")
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
+
+
+def test_int8_model_is_the_float_model_quantized_per_channel(exported):
+  import onnx  # pylint: disable=g-import-not-at-top
+  run, out, meta = exported
+  entry = meta["files"]["onnx_int8"]
+  # Calibrated on the validation split's face crops: 40 of them, or all when fewer.
+  crops = quantize.calibration_crops(run.config, 40)
+  assert entry["file"] == "model.int8.onnx" and entry["calibration_frames"] == len(crops)
+  assert len(crops) == min(40, len(quantize.calibration_crops(run.config, 10**6)))
+  assert export.sha256(out / entry["file"]) == entry["sha256"]
+  # QDQ: int8 weights with one scale per output channel of every convolution.
+  graph = onnx.load(out / entry["file"]).graph
+  inits = {t.name: t for t in graph.initializer}
+  dequant = [n for n in graph.node if n.op_type == "DequantizeLinear"]
+  conv_weights = {n.input[1] for n in graph.node if n.op_type == "Conv"}
+  weight_scales = [inits[n.input[1]] for n in dequant if n.output[0] in conv_weights]
+  assert weight_scales and all(len(s.dims) == 1 and s.dims[0] > 1 for s in weight_scales)
+  assert all(inits[n.input[0]].data_type == onnx.TensorProto.INT8 for n in dequant
+             if n.output[0] in conv_weights)
+  float_model = serving.ExportedModel.load(out)
+  int8 = serving.ExportedModel.load(out / "model.int8.onnx")
+  assert int8.entry == "onnx_int8" and serving.ExportedModel.load(out, int8=True).entry == (
+      "onnx_int8")
+  crops = face_crops()
+  dp = np.abs(int8(crops) - float_model(crops)).max()
+  print(f"tiny model, INT8 vs float ONNX Runtime on {len(crops)} face crops: max |dp| {dp:.3f}")
+  assert 0 < dp <= INT8_TOLERANCE
+  assert meta["verification"]["onnx_int8_max_abs_dp"] <= INT8_TOLERANCE
+
+
+def test_quantize_needs_the_onnx_format(trained, tmp_path):
+  with pytest.raises(ValueError, match="--quantize=int8"):
+    export.export(trained[1], tmp_path / "out", formats=("stablehlo",), quantize="int8")
+  with pytest.raises(ValueError, match="--quantize=int4"):
+    export.export(trained[1], tmp_path / "out", quantize="int4")
 
 
 def test_stablehlo_round_trip_equals_jax(exported):
@@ -171,8 +214,83 @@ def test_predict_model_writes_the_jax_paths_csv(trained, exported, tmp_path):
 
 def test_predict_model_refuses_a_tfds_split(exported, tmp_path):
   _, out, _ = exported
-  with pytest.raises(ValueError, match="needs the run"):
+  with pytest.raises(ValueError, match="needs the run") as e:
     predict.predict(None, "tfds:validation", tmp_path, model=out)
+  assert len(str(e.value).splitlines()) == 1 and str(e.value).startswith("--input=tfds:")
+
+
+def imported_by(stderr: str) -> set[str]:
+  """The modules `python -X importtime` reports (each line: 'import time: us | us | name')."""
+  return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
+          if line.startswith("import time:") and line.count("|") == 2}
+
+
+@pytest.mark.slow  # the CLI in a subprocess
+def test_predict_model_imports_neither_jax_nor_tensorflow(exported, tmp_path):
+  _, out, _ = exported
+  photo = assets.path("single_face.jpg")
+  for model in (out, out / "model.int8.onnx"):
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlt_flax.predict",
+                        f"--model={model}", f"--input={photo}", f"--output={tmp_path}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    modules = imported_by(r.stderr)
+    assert "onnxruntime" in modules and "mlt_flax.predict.backends" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY_MODULES)
+    assert not heavy, f"predict --model={model.name} imported {heavy[:10]}"
+    _, rows = read_csv(tmp_path / "single_face.csv")
+    assert len(rows) == 1 and rows[0][1] == "1"
+
+
+def crop_folder(folder: pathlib.Path, crops: np.ndarray) -> pathlib.Path:
+  """A frame folder (<frame>.png, lossless) of the crops, frames 1..n."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  folder.mkdir(parents=True)
+  for i, crop in enumerate(crops, start=1):
+    Image.fromarray(crop).save(folder / f"{i:05d}.png")
+  return folder
+
+
+def with_shipped_set(out: pathlib.Path, folder: pathlib.Path, names) -> dict:
+  """A copy of the export whose metadata ships a tuned set, in evaluate's format."""
+  shutil.copytree(out, folder)
+  meta = json.loads((folder / "metadata.json").read_text())
+  shipped = {"thresholds": {n: round(0.2 + 0.05 * i, 2) for i, n in enumerate(names)},
+             "window": 3, "tuned_on": "validation", "checkpoint_step": meta["source"]["step"],
+             "scored": {"split": "validation", "row": "tuned", "mean_f1": 0.5}}
+  meta["thresholds"] = {"default": 0.5, "shipped": shipped}
+  (folder / "metadata.json").write_text(json.dumps(meta))
+  return shipped
+
+
+def test_predict_model_applies_the_exports_shipped_thresholds(exported, tmp_path, capsys):
+  run, out, _ = exported
+  names = run.au_names
+  shipped = with_shipped_set(out, tmp_path / "model", names)
+  video = str(crop_folder(tmp_path / "clip", face_crops()))
+  predict.predict(None, video, tmp_path / "fixed", model=tmp_path / "model",
+                  thresholds="fixed")
+  (s,) = predict.predict(None, video, tmp_path / "tuned", model=tmp_path / "model")
+  assert s["thresholds"] == "tuned"
+  terminal = capsys.readouterr().out
+  assert "thresholds tuned (per AU" in terminal and "window 3" in terminal
+  used = json.loads((tmp_path / "tuned" / "thresholds.json").read_text())
+  assert used["mode"] == "tuned" and used["window"] == 3
+  assert used["thresholds"] == shipped["thresholds"]
+  # tuned: the shipped window's moving mean over the fixed run's raw probabilities, then
+  # each AU's own threshold.
+  _, raw = read_csv(tmp_path / "fixed" / "clip.csv")
+  _, rows = read_csv(tmp_path / "tuned" / "clip.csv")
+  assert all(r[1] == "1" for r in raw)  # a face on every frame: the mean is plain
+  p = np.array([[float(x) for x in r[2:14]] for r in raw])
+  n = len(p)
+  mean = np.array([p[max(i - 1, 0):min(i + 1, n - 1) + 1].mean(0) for i in range(n)])
+  got = np.array([[float(x) for x in r[2:14]] for r in rows])
+  np.testing.assert_allclose(got, mean, atol=1e-4 + 1e-6)
+  t = np.array([shipped["thresholds"][a] for a in names])
+  decisions = np.array([[int(x) for x in r[14:26]] for r in rows])
+  clear = np.abs(got - t) > 1e-4
+  assert ((got >= t) == decisions)[clear].all()
 
 
 # ----------------------------------------------------------------------------- bad model files

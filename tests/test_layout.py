@@ -19,14 +19,54 @@ def imported_modules(path: pathlib.Path) -> set[str]:
   return names
 
 
+def package_imports(folder: pathlib.Path) -> set[str]:
+  return set().union(*(imported_modules(p) for p in folder.rglob("*.py")))
+
+
 def test_inference_builds_on_the_runtime_never_on_training():
-  for name in ("evaluate", "predict"):
-    imports = imported_modules(PACKAGE / f"{name}.py")
-    assert "mlt_flax.runtime" in imports, name
-    assert "mlt_flax.train" not in imports, name
+  for path in (PACKAGE / "evaluate.py", PACKAGE / "predict" / "jax_backend.py"):
+    imports = imported_modules(path)
+    assert "mlt_flax.runtime" in imports, path
+    assert "mlt_flax.train" not in imports, path
+  assert "mlt_flax.train" not in package_imports(PACKAGE / "predict")
   assert "mlt_flax.predict" not in imported_modules(PACKAGE / "evaluate.py")
-  assert "mlt_flax.evaluate" not in imported_modules(PACKAGE / "predict.py")
+  assert "mlt_flax.evaluate" not in package_imports(PACKAGE / "predict")
   assert "mlt_flax.train" not in imported_modules(PACKAGE / "runtime.py")
+
+
+# The serving floor: what `predict --model` loads. Each module's own imports (the JAX
+# backend, imported on demand by predict.run.load_backend, is the one exception).
+SERVING_FLOOR = ("serving.py", "export_format.py", "predict/__init__.py", "predict/__main__.py",
+                 "predict/backends.py", "predict/inputs.py", "predict/outputs.py",
+                 "predict/annotation.py", "predict/run.py", "cli.py", "console.py",
+                 "media.py", "faces.py", "tracking.py", "face_models.py", "metrics.py")
+HEAVY = ("jax", "flax", "tensorflow", "tensorflow_datasets", "orbax", "optax",
+         "mlt_flax.runtime", "mlt_flax.export", "mlt_flax.input_pipeline",
+         "mlt_flax.checkpoints", "mlt_flax.predict.jax_backend")
+
+
+def top_level_imports(path: pathlib.Path) -> set[str]:
+  """The modules a file imports at module level (not inside functions)."""
+  tree = ast.parse(path.read_text())
+  names = set()
+  for node in tree.body:
+    if isinstance(node, ast.Import):
+      names.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names.add(node.module)
+      names.update(f"{node.module}.{a.name}" for a in node.names)
+  return names
+
+
+def test_the_serving_floor_imports_no_training_stack_and_no_cycle():
+  for name in SERVING_FLOOR:
+    heavy = {m for m in top_level_imports(PACKAGE / name)
+             if any(m == h or m.startswith(h + ".") for h in HEAVY)}
+    assert not heavy, f"mlt_flax/{name} imports {sorted(heavy)} at load time"
+  # serving is below predict: it never imports it back (predict <-> serving was a cycle).
+  assert not any(m.startswith("mlt_flax.predict") for m in imported_modules(
+      PACKAGE / "serving.py"))
+  assert "mlt_flax.export" not in imported_modules(PACKAGE / "serving.py")
 
 
 def test_the_library_never_imports_an_experiment_config():
@@ -62,3 +102,20 @@ def test_every_entry_point_defines_its_flags_only_when_run():
         assert not call.func.attr.startswith("DEFINE_"), f"{path}: flags defined at import"
     imports = imported_modules(path)
     assert "argparse" not in imports, f"{path}: argparse (the CLIs use absl)"
+
+
+def test_the_readme_layout_names_every_module_and_document():
+  readme = (ROOT / "README.md").read_text()
+  layout = readme[readme.index("## Layout"):readme.index("## Tests")]
+  for path in sorted(PACKAGE.rglob("*.py")):
+    parts = path.relative_to(PACKAGE).parts
+    if "__pycache__" in parts or path.name == "__init__.py" and len(parts) == 1:
+      continue
+    # a module by its name; a folder two levels down (data/synthetic/) by the folder's
+    name = parts[1] + "/" if len(parts) > 2 else path.stem
+    assert name in layout, f"README's layout does not name mlt_flax/{'/'.join(parts)}"
+  for doc in sorted((ROOT / "docs").glob("*.md")):
+    assert doc.stem in layout, f"README's layout does not name docs/{doc.name}"
+  for path in sorted((ROOT / "benchmarks").glob("*.py")):
+    if path.stem not in ("__init__", "cli", "timing"):
+      assert path.stem in layout, f"README's layout does not name benchmarks/{path.name}"

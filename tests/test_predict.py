@@ -1,23 +1,30 @@
 """predict: a trained checkpoint on raw videos, photos, folders of them, frame folders and
 TFDS splits; every face tracked, a CSV row per face per frame, ABAW files per face."""
 
+import json
 import pathlib
 import shutil
 import subprocess
 import sys
 
 import cv2
-
+import jax
 import numpy as np
+from PIL import Image
 import pytest
 
 from conftest import write_face_video
 import rss
 from mlt_flax import assets
+from mlt_flax import augment
 from mlt_flax import aus
 from mlt_flax import media
 from mlt_flax import metrics
 from mlt_flax import predict
+from mlt_flax import runtime
+from mlt_flax.predict import annotation
+from mlt_flax.predict import inputs
+from mlt_flax.predict import outputs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEADER = ",".join(aus.names(aus.AFFWILD2))  # "AU1,AU2,AU4,...,AU26", the challenge header
@@ -38,6 +45,35 @@ def read_csv(path):
   return lines[0].split(","), [l.split(",") for l in lines[1:]]
 
 
+def csv_probs(rows) -> np.ndarray:
+  """(n, 12) the p_<AU> columns of CSV rows with a face."""
+  return np.array([[float(x) for x in r[2:14]] for r in rows if r[1] == "1"])
+
+
+def model_probs(workdir, crops: np.ndarray) -> np.ndarray:
+  """The checkpoint's probabilities for uint8 crops (n, S, S, 3), computed here without
+  predict: the restored variables, augment.preprocess, model.apply, the sigmoid."""
+  run = runtime.load_run(workdir, "best", runtime.DataParallel(jax.devices()[:1]))
+  model = runtime.build_model(run.config)
+  x = augment.preprocess(np.asarray(crops), run.config.model.image_size)
+  return np.asarray(jax.nn.sigmoid(model.apply(jax.device_get(run.variables), x, train=False)))
+
+
+def crop_folder(folder: pathlib.Path, crops, numbers=None) -> pathlib.Path:
+  """A frame folder: each crop as <frame>.png (lossless), numbered 1..n or by `numbers`."""
+  folder.mkdir(parents=True)
+  for i, crop in zip(numbers or range(1, len(crops) + 1), crops):
+    Image.fromarray(np.asarray(crop)).save(folder / f"{i:05d}.png")
+  return folder
+
+
+def random_crops(n, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (n, 112, 112, 3), np.uint8)
+
+
+CSV_DECIMALS = 1e-4 / 2 + 1e-6  # probabilities are written to 4 decimals
+
+
 def test_fill_faceless_takes_the_nearest_frame_with_a_face():
   probs = np.array([[0.0], [0.9], [0.0], [0.0], [0.0], [0.2], [0.0]])
   found = np.array([False, True, False, False, False, True, False])
@@ -50,15 +86,24 @@ def test_raw_video_gives_one_row_per_frame_and_the_abaw_file(trained, tmp_path):
   _, workdir, _ = trained
   video = assets.path("single_face.mp4")
   n = sum(1 for _ in media.read_video(video))
-  (summary,) = predict.predict(workdir, str(video), tmp_path, smooth=True, abaw=True,
-                               timeline=True, heatmap_frames={1, 30})
+  (summary,) = predict.predict(workdir, str(video), tmp_path, abaw=True, timeline=True,
+                               heatmap_frames={1, 30})
   header, rows = read_csv(tmp_path / "single_face.csv")
   assert header == CSV_HEADER
   assert len(rows) == n == summary["frames"] and summary["faces"] == 1
   assert [int(r[0]) for r in rows] == list(range(1, n + 1))
   assert summary["frames_with_face"] >= 0.9 * n
   with_face = [r for r in rows if r[1] == "1"]
-  assert all(0.0 <= float(p) <= 1.0 for r in with_face for p in r[2:14])
+  # Each row's probabilities are the model's on that frame's face crop (the same finder
+  # run here on its own), whatever batch and padding slot the crop had in predict.
+  found = [f for f in predict.face_finder(crop_size=112).track(media.read_frames(video))
+           if f.face is not None]
+  assert [f.index for f in found] == [int(r[0]) for r in with_face]
+  want = model_probs(workdir, np.stack([f.face for f in found]))
+  np.testing.assert_allclose(csv_probs(rows), want, rtol=0, atol=CSV_DECIMALS)
+  decisions = np.array([[int(x) for x in r[14:26]] for r in with_face])
+  clear = np.abs(want - 0.5) > 1e-4  # no shipped set here: the fixed 0.5
+  assert ((want >= 0.5) == decisions)[clear].all()
   assert {r[FACE_ID] for r in with_face} == {"1"}
   for r in with_face:  # the box (x, y, w, h) holds the five points, in the 640x360 frame
     x, y, w, h = map(float, r[BOX])
@@ -80,20 +125,34 @@ def test_frame_folder_in_affwild2_layout(trained, synthetic_tfds, tmp_path):
     labels = manual / "AU_Detection_Challenge"
     label_file = next(labels.glob(f"*/{s['video']}.txt"))
     num_frames = len(label_file.read_text().splitlines()) - 1
-    # missing face images are rows with face_found = 0, at the end too if the label file
-    # lists more frames than there are images: here the last image bounds the count.
+    # One row per frame of the video (the annotation file beside cropped_aligned/ counts
+    # them), missing face images are rows with face_found = 0, at the end too.
     _, rows = read_csv(tmp_path / f"{s['video']}.csv")
     images = {int(p.stem) for p in (manual / "cropped_aligned" / s["video"]).glob("*.jpg")}
-    assert len(rows) == max(images) <= num_frames
+    assert [int(r[0]) for r in rows] == list(range(1, num_frames + 1))
     assert {int(r[0]) for r in rows if r[1] == "1"} == images
     abaw = (tmp_path / "abaw" / f"{s['video']}.txt").read_text().splitlines()
-    assert len(abaw) == len(rows) + 1
+    assert len(abaw) == num_frames + 1
 
 
-def test_tfds_split(trained, tmp_path):
-  _, workdir, _ = trained
+def test_tfds_split_rows_are_the_models_probabilities_on_its_frames(trained, tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = trained
   summaries = predict.predict(workdir, "tfds:validation", tmp_path)
-  assert summaries and all((tmp_path / f"{s['video']}.csv").exists() for s in summaries)
+  # The split read here with TFDS itself: each video's labelled frames, face or not.
+  examples = {}
+  for ex in tfds.as_numpy(tfds.load("abaw3_au", split="validation",
+                                    data_dir=config.data.data_dir)):
+    examples.setdefault(ex["video"].decode(), {})[int(ex["frame"])] = ex
+  assert sorted(s["video"] for s in summaries) == sorted(examples)
+  for s in summaries:
+    _, rows = read_csv(tmp_path / f"{s['video']}.csv")
+    frames = examples[s["video"]]
+    assert [int(r[0]) for r in rows] == sorted(frames)
+    assert [r[1] == "1" for r in rows] == [bool(frames[f]["face"]) for f in sorted(frames)]
+    crops = np.stack([frames[int(r[0])]["image"] for r in rows if r[1] == "1"])
+    np.testing.assert_allclose(csv_probs(rows), model_probs(workdir, crops), rtol=0,
+                               atol=CSV_DECIMALS)
 
 
 def test_a_video_with_no_face_is_marked_not_dropped(trained, tmp_path, capsys):
@@ -125,6 +184,9 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, make_input, message):
                      capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "Traceback" not in r.stderr
   assert r.stderr.strip().splitlines()[-1].startswith("error:") and message in r.stderr
+  if path.name == "broken.mp4":  # FFmpeg's own words go to the log, ours to the terminal
+    assert "moov atom not found" not in r.stderr + r.stdout
+    assert "moov atom not found" in (tmp_path / "out" / "log.txt").read_text()
 
 
 @pytest.mark.slow  # the CLI in a subprocess
@@ -215,7 +277,8 @@ def test_two_faces_give_two_rows_a_frame_and_left_and_right_abaw_files(trained, 
   _, workdir, _ = trained
   video = write_two_face_video(tmp_path / "pair.avi", 6)
   (summary,) = predict.predict(workdir, str(video), tmp_path / "out", abaw=True, timeline=True)
-  assert summary == {"video": "pair", "frames": 6, "frames_with_face": 6, "faces": 2}
+  assert summary == {"video": "pair", "frames": 6, "frames_with_face": 6, "faces": 2,
+                     "thresholds": "fixed"}
   header, rows = read_csv(tmp_path / "out" / "pair.csv")
   assert header == CSV_HEADER
   assert [(int(r[0]), r[FACE_ID]) for r in rows] == [(f, i) for f in range(1, 7) for i in "12"]
@@ -292,3 +355,141 @@ def test_annotated_video_is_the_source_with_the_faces_drawn_in(trained, tmp_path
   edge = np.abs(drawn[0][y, x:x + w].astype(int) - source[0][y, x:x + w]).mean()
   assert edge > 40
   assert np.abs(drawn[0][-5:, :].astype(int) - source[0][-5:, :]).mean() < 8
+
+
+def test_smooth_is_the_centred_moving_mean_of_the_raw_probabilities(trained, tmp_path):
+  # metrics.smooth's rule: row i is the mean over frames [i - w // 2, i + (w - 1) // 2],
+  # clipped at the video's ends; w = config.eval.smoothing_window.
+  config, workdir, _ = trained
+  w = config.eval.smoothing_window
+  n = 2 * w + 5  # long enough that no row's window holds the whole clip
+  folder = crop_folder(tmp_path / "clip", random_crops(n))
+  predict.predict(workdir, str(folder), tmp_path / "raw", thresholds="fixed")
+  predict.predict(workdir, str(folder), tmp_path / "smooth", thresholds="fixed", smooth=True)
+  raw = csv_probs(read_csv(tmp_path / "raw" / "clip.csv")[1])
+  smoothed = csv_probs(read_csv(tmp_path / "smooth" / "clip.csv")[1])
+  assert w > 1 and len(raw) == len(smoothed) == n
+  want = np.array([raw[max(i - w // 2, 0):min(i + (w - 1) // 2, n - 1) + 1].mean(0)
+                   for i in range(n)])
+  np.testing.assert_allclose(smoothed, want, rtol=0, atol=2 * CSV_DECIMALS)
+  assert np.abs(smoothed - raw).max() > 1e-3  # it did change the values
+
+
+def test_abaw_file_has_a_line_for_every_frame_of_the_source_video(trained, tmp_path):
+  # The challenge: one line per frame of the video; a frame without a face takes the
+  # prediction of the nearest frame with one. Crops 1..5 of an 8-frame video: frames 6-8
+  # are faceless at the end and take frame 5's decisions.
+  _, workdir, _ = trained
+  folder = crop_folder(tmp_path / "cropped_aligned" / "clip", random_crops(5, seed=1))
+  (s,) = predict.predict(workdir, str(folder.parent), tmp_path / "out", abaw=True,
+                         thresholds="fixed", frame_counts={"clip": 8})
+  assert s["frames"] == 8 and s["frames_with_face"] == 5
+  _, rows = read_csv(tmp_path / "out" / "clip.csv")
+  assert [(int(r[0]), r[1]) for r in rows] == [(f, "1" if f <= 5 else "0") for f in range(1, 9)]
+  lines = (tmp_path / "out" / "abaw" / "clip.txt").read_text().splitlines()
+  assert lines[0] == HEADER and len(lines) == 1 + 8
+  assert lines[6:9] == [lines[5]] * 3 and lines[5].split(",") == rows[4][14:26]
+
+
+def test_frame_count_from_the_source_video_and_a_crop_beyond_it(trained, tmp_path):
+  _, workdir, _ = trained
+  videos = tmp_path / "videos"
+  videos.mkdir()
+  write_face_video(videos / "clip.avi", 7, (320, 240))
+  counts = inputs.frame_counts({"clip": None, "clip_left": None, "other": None}, tmp_path,
+                               source_videos=videos)
+  assert counts["clip"] == (7, str(videos / "clip.avi"))
+  assert counts["clip_left"][0] == 7  # a two-person video's faces share its source
+  assert counts["other"][0] is None
+  crop_folder(tmp_path / "cropped_aligned" / "clip", random_crops(3), numbers=[1, 2, 9])
+  with pytest.raises(media.FaceInputError, match="00009.png: frame 9 of a video of 7"):
+    predict.predict(workdir, str(tmp_path / "cropped_aligned"), tmp_path / "out",
+                    source_videos=videos)
+
+
+def run_with_report(trained, folder: pathlib.Path, report: dict) -> pathlib.Path:
+  """A workdir of its own for the trained run (checkpoints linked) with this report.json."""
+  _, workdir, _ = trained
+  folder.mkdir(parents=True)
+  (folder / "checkpoints").symlink_to(workdir / "checkpoints")
+  shutil.copy(workdir / "config.json", folder / "config.json")
+  (folder / "eval_validation").mkdir()
+  (folder / "eval_validation" / "report.json").write_text(json.dumps(report))
+  return folder
+
+
+SHIPPED = {"thresholds": {n: round(0.3 + 0.02 * i, 2) for i, n in enumerate(AUS)},
+           "window": 3, "tuned_on": "validation", "checkpoint_step": 12,
+           "scored": {"split": "validation", "row": "tuned", "mean_f1": 0.4}}
+
+
+def test_predict_applies_the_runs_shipped_thresholds_and_window(trained, tmp_path, capsys):
+  workdir = run_with_report(trained, tmp_path / "run", {"shipped": SHIPPED})
+  folder = crop_folder(tmp_path / "clip", random_crops(6, seed=2))
+  (fixed,) = predict.predict(workdir, str(folder), tmp_path / "fixed", abaw=True,
+                             thresholds="fixed")
+  assert fixed["thresholds"] == "fixed"
+  assert "thresholds fixed (0.5; window 1)" in capsys.readouterr().out
+  (tuned,) = predict.predict(workdir, str(folder), tmp_path / "tuned", abaw=True)
+  assert tuned["thresholds"] == "tuned"
+  terminal = capsys.readouterr().out
+  assert "thresholds tuned (per AU, 0.30..0.52; window 3)" in terminal
+  assert "eval_validation/report.json" in terminal and "thresholds tuned)" in terminal
+  used = json.loads((tmp_path / "tuned" / "thresholds.json").read_text())
+  assert used == {"mode": "tuned", "window": 3, "thresholds": SHIPPED["thresholds"],
+                  "source": used["source"]}
+  raw = csv_probs(read_csv(tmp_path / "fixed" / "clip.csv")[1])
+  mean = np.array([raw[max(i - 1, 0):min(i + 1, 5) + 1].mean(0) for i in range(6)])
+  _, rows = read_csv(tmp_path / "tuned" / "clip.csv")
+  np.testing.assert_allclose(csv_probs(rows), mean, rtol=0, atol=2 * CSV_DECIMALS)
+  t = np.array([SHIPPED["thresholds"][a] for a in AUS])
+  clear = np.abs(mean - t) > 1e-3
+  decisions = np.array([[int(x) for x in r[14:26]] for r in rows])
+  assert ((mean >= t) == decisions)[clear].all()
+  abaw = [l.split(",") for l in (tmp_path / "tuned" / "abaw" / "clip.txt").read_text()
+          .splitlines()[1:]]
+  assert abaw == [r[14:26] for r in rows]
+
+
+def test_tuned_without_a_shipped_set_falls_back_to_fixed_with_one_warning(capsys):
+  decisions, warning = outputs.choose_decisions(
+      "tuned", None, AUS, default_threshold=0.5, config_window=5, smooth=True,
+      where="RUN/eval_validation/report.json")
+  assert decisions.mode == "fixed" and decisions.window == 5
+  assert (decisions.thresholds == 0.5).all()
+  assert warning.startswith("warning: --thresholds=tuned but RUN/eval_validation/report.json "
+                            "holds no shipped set") and "\n" not in warning
+  with pytest.raises(ValueError, match="report.json: the shipped set names AUs this model "
+                     "lacks"):
+    outputs.choose_decisions("tuned", {"thresholds": {"AU99": 0.4}, "window": 1}, AUS,
+                             default_threshold=0.5, config_window=5, smooth=False,
+                             where="report.json")
+  with pytest.raises(ValueError, match="--thresholds=best: expected one of tuned, fixed"):
+    outputs.choose_decisions("best", None, AUS, default_threshold=0.5, config_window=5,
+                             smooth=False, where="x")
+
+
+def test_progress_counts_the_frames_read_not_the_header(trained, tmp_path, monkeypatch, capsys):
+  # A header one frame long (73 for 72 decoded frames): the progress line ends at the
+  # frames read.
+  _, workdir, _ = trained
+  video = write_face_video(tmp_path / "clip.avi", 6, (320, 240))
+  monkeypatch.setattr(inputs, "frame_count", lambda path: 7)
+  predict.predict(workdir, str(video), tmp_path / "out", detector="haar")
+  out = capsys.readouterr().out
+  assert "frame 6/6 (100%)" in out and "/7 " not in out
+
+
+def test_annotated_video_caption_is_drawn_along_the_bottom(trained, tmp_path):
+  # The demo's caveat (a model that learned from synthetic faces) rides in every frame.
+  _, workdir, _ = trained
+  video = write_two_face_video(tmp_path / "pair.avi", 2)
+  backend = predict.JaxBackend(workdir)
+  for name, caption in (("plain", None), ("captioned", "demo model: synthetic faces")):
+    predict.predict_with(backend, str(video), tmp_path / name, annotated_video=True,
+                         caption=caption)
+  plain = list(media.read_video(tmp_path / "plain" / "pair_annotated.mp4"))
+  captioned = list(media.read_video(tmp_path / "captioned" / "pair_annotated.mp4"))
+  band = slice(-annotation.CAPTION_ROW_PX, None)
+  assert np.abs(captioned[0][band].astype(int) - plain[0][band]).mean() > 20
+  assert np.abs(captioned[0][:-40].astype(int) - plain[0][:-40]).mean() < 4  # the rest

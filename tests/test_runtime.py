@@ -31,7 +31,7 @@ def test_predict_compiles_once_for_any_number_of_frames(trained, monkeypatch):
   _, workdir, _ = trained
   monkeypatch.setattr(runtime, "predict_step",
                       chex.assert_max_traces(runtime.predict_step, n=1))
-  predictor = predict.Predictor(workdir)
+  predictor = predict.JaxBackend(workdir)
   lengths = (1, 5, predictor.batch_size, 3 * predictor.batch_size + 2)
   for n in lengths:
     pred = predictor.run(frames(n), f"video{n}")
@@ -42,7 +42,7 @@ def test_predict_compiles_once_for_any_number_of_frames(trained, monkeypatch):
 
 def test_padding_and_batching_do_not_change_a_frame_s_probabilities(trained):
   _, workdir, _ = trained
-  predictor = predict.Predictor(workdir)
+  predictor = predict.JaxBackend(workdir)
   long = predictor.run(frames(40), "long")
   short = predictor.run(frames(3), "short")  # the same first 3 frames, in one padded batch
   np.testing.assert_allclose(short.probs, long.probs[:3], rtol=1e-5, atol=1e-6)
