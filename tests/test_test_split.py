@@ -86,3 +86,14 @@ def test_a_manual_dir_without_test_set_builds_without_a_test_split(without_test,
   summary = json.loads((tmp_path / "tfds" / "abaw3_au" / str(builder.version) /
                         "summary.json").read_text())
   assert set(summary["splits"]) == {"train", "validation"}
+
+
+def test_the_linear_baseline_scores_the_test_split_when_asked(with_test):
+  from mlt_flax import linear_baseline  # pylint: disable=g-import-not-at-top
+  root, _ = with_test
+  config = linear_baseline.LinearConfig(steps=5)
+  result = linear_baseline.fit_and_score(root, config, split="test")
+  images = sum(1 for p in (root / CHALLENGE / "Test_Set").glob("*.txt")
+               for _ in (root / affwild2_format.IMAGES_FOLDER / p.stem).glob("*.jpg"))
+  assert result["split"] == "test" and result["num_val"] == images
+  assert linear_baseline.fit_and_score(root, config)["split"] == "validation"
