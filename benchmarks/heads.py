@@ -187,7 +187,8 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
                  "test_std": test_std, "val": val, "val_std": val_std,
                  "seconds": statistics.fmean(r["seconds"] for r in rs),
                  "epochs": statistics.fmean(r["epochs"] for r in rs),
-                 "stops": sorted({r["stopped"] for r in rs})}
+                 "stops": sorted({r["stopped"] for r in rs}),
+                 "caps": sorted({r["cap_minutes"] for r in rs})}
   return out
 
 
@@ -203,16 +204,16 @@ def verdict(a: dict, b: dict) -> tuple[float, str]:
   return delta, f"{'first' if delta > 0 else 'second'} better (beyond 2 std = {noise:.3f})"
 
 
-def markdown(summary: dict[str, dict], cap_minutes: float | None = None) -> str:
+def markdown(summary: dict[str, dict]) -> str:
   pm = lambda m, s: f"{m:.3f}" + ("" if s is None else f" ± {s:.3f}")
-  lines = [f"Mean F1 on the {PROTOCOL}; mean ± std over seeds" +
-           ("" if cap_minutes is None else f"; every run capped at {cap_minutes:g} min") + ".",
-           "", "| model | what | seeds | test F1 | best val F1 | epochs | s | stopped by |",
-           "|---|---|---|---|---|---|---|---|"]
+  lines = [f"Mean F1 on the {PROTOCOL}; mean ± std over seeds.", "",
+           "| model | what | seeds | test F1 | best val F1 | epochs | s | cap (min) | "
+           "stopped by |", "|---|---|---|---|---|---|---|---|---|"]
   for name, s in summary.items():
     lines.append(f"| {name} | {DESCRIPTIONS.get(name, '')} | {s['n']} | "
                  f"{pm(s['test'], s['test_std'])} | {pm(s['val'], s['val_std'])} | "
-                 f"{s['epochs']:.1f} | {s['seconds']:.0f} | {', '.join(s['stops'])} |")
+                 f"{s['epochs']:.1f} | {s['seconds']:.0f} | "
+                 f"{', '.join(f'{c:g}' for c in s['caps'])} | {', '.join(s['stops'])} |")
   pairs = [(a, b) for a, b in COMPARISONS if a in summary and b in summary]
   if pairs:
     lines += ["", "| comparison | Δ test F1 | verdict |", "|---|---|---|"]
@@ -315,7 +316,7 @@ def main() -> None:
     print(f"{name} seed {seed}: test mean F1 {run['test_f1']:.3f} (best validation "
           f"{run['val_f1']:.3f} at step {run['best_step']} of {run['steps']}; "
           f"{run['stopped']}, {run['seconds']:.0f}s)")
-  table = markdown(summarise(read_runs(workdir)), f.cap_minutes)
+  table = markdown(summarise(read_runs(workdir)))
   console.stage("heads")
   print(table)
   if f.markdown_out:

@@ -100,7 +100,7 @@ def test_the_cap_sends_sigterm_and_the_run_ends_as_preempted(tmp_path):
 
 def _run(model, seed, test_f1, val_f1=0.5):
   return {"model": model, "seed": seed, "test_f1": test_f1, "val_f1": val_f1, "seconds": 10.0,
-          "epochs": 5.0, "stopped": "early stop"}
+          "epochs": 5.0, "stopped": "early stop", "cap_minutes": 15.0}
 
 
 def test_a_difference_counts_only_beyond_twice_the_seeds_std():
@@ -115,9 +115,9 @@ def test_a_difference_counts_only_beyond_twice_the_seeds_std():
   assert delta == pytest.approx(0.11) and says.startswith("first better")  # 0.11 > 2 x 0.02
   delta, says = heads.verdict(s["plain_cnn_mlt"], s["plain_cnn_pooled"])
   assert delta == pytest.approx(0.01) and says.startswith("within noise")  # 0.01 < 2 x 0.05
-  table = heads.markdown(s, cap_minutes=15)
-  assert "| small_cnn_mlt | small CNN, MLT head (the config's recipe) | 3 | 0.820 ± 0.020 |" \
-      in table
+  table = heads.markdown(s)
+  assert ("| small_cnn_mlt | small CNN, MLT head (the config's recipe) | 3 | 0.820 ± 0.020 | "
+          "0.500 ± 0.000 | 5.0 | 10 | 15 | early stop |") in table
   assert "| small_cnn_mlt vs small_cnn_pooled | +0.110 | first better" in table
   assert "| plain_cnn_mlt vs plain_cnn_pooled | +0.010 | within noise" in table
 
