@@ -97,3 +97,17 @@ def test_the_linear_baseline_scores_the_test_split_when_asked(with_test):
                for _ in (root / affwild2_format.IMAGES_FOLDER / p.stem).glob("*.jpg"))
   assert result["split"] == "test" and result["num_val"] == images
   assert linear_baseline.fit_and_score(root, config)["split"] == "validation"
+
+
+def test_the_heads_benchmark_refuses_a_build_without_a_test_split(without_test, with_test,
+                                                                   tmp_path):
+  from benchmarks import heads  # pylint: disable=g-import-not-at-top
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  config = demo.get_config()
+  config.data.data_dir = str(tmp_path / "old")
+  build.build("abaw3_au", str(without_test[0]), config.data.data_dir)
+  with pytest.raises(FileNotFoundError, match=r"has no 'test' split .* delete that folder"):
+    heads.require_test_split(config)
+  config.data.data_dir = str(tmp_path / "new")
+  build.build("abaw3_au", str(with_test[0]), config.data.data_dir)
+  heads.require_test_split(config)  # no error
