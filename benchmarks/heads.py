@@ -260,7 +260,7 @@ def run_one(config, workdir: pathlib.Path, name: str, seed: int, per_epoch: int)
   if ended == "finished":
     stopped = "early stop" if json.loads(summary_path.read_text())["stopped_early"] else (
         "max epochs")
-  with contextlib.redirect_stdout(open(run_dir / "eval.log", "w")):
+  with open(run_dir / "eval.log", "w") as log, contextlib.redirect_stdout(log):
     report = evaluate.evaluate(run_dir, checkpoint="best", split="test")
   # The checkpoint manager's best (ties: the later step) must be a best evaluation.
   best = next((p for p in curves if p["step"] == report["checkpoint_step"]), None)

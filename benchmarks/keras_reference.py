@@ -27,7 +27,6 @@ benchmarks/heads.py's lines (model "keras_textbook_cnn"), so that its table incl
 a seed with a line is not run again.
 """
 
-import json
 import os
 import pathlib
 import time
@@ -39,6 +38,7 @@ import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import heads  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 MODEL = "keras_textbook_cnn"  # its name in runs.jsonl
 WIDTHS = (32, 64, 128, 128)
@@ -48,7 +48,6 @@ LEARNING_RATE = 1e-3
 BATCH = 32
 THRESHOLD = 0.5
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set", "test": "Test_Set"}
-RUNS_FILE = "runs.jsonl"
 PROTOCOL = "test split, challenge protocol (every labelled frame), threshold 0.5, no smoothing"
 
 
@@ -196,11 +195,7 @@ def main() -> None:
   f = flags.FLAGS
   workdir = pathlib.Path(f.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  runs_path = workdir / RUNS_FILE
-  done = set()
-  if runs_path.exists():
-    done = {json.loads(l)["seed"] for l in runs_path.read_text().splitlines()
-            if l.strip() and json.loads(l)["model"] == MODEL}
+  done = {r["seed"] for r in heads.read_runs(workdir) if r["model"] == MODEL}
   splits = None
   for seed in range(f.seeds):
     if seed in done:
@@ -209,8 +204,7 @@ def main() -> None:
       splits = {s: read_split(f.root, s, f.image_size) for s in SPLIT_FOLDERS}
     run = run_seed(f.root, seed, image_size=f.image_size, cap_s=f.cap_minutes * 60,
                    max_epochs=f.max_epochs, patience=f.patience, splits=splits)
-    with open(runs_path, "a") as out:
-      out.write(json.dumps(run) + "\n")
+    heads.append_run(workdir, run)
     print(f"{MODEL} seed {seed}: test mean F1 {run['test_f1']:.3f} (best validation "
           f"{run['val_f1']:.3f} at epoch {run['best_epoch']} of {run['epochs']:.0f}; "
           f"{run['stopped']}, {run['seconds']:.0f}s)", flush=True)
