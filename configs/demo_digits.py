@@ -16,5 +16,6 @@ def get_config():
   config.demo.dataset = "digits"
   config.demo.synthetic_dir = "data/digit_videos"
   config.data.data_dir = "data/tfds_digits"
+  config.demo.num_test_videos = 0  # the generator's default (10, as its validation videos)
   # The digit videos' labels hold for 6-30 frames, as the synthetic AU events' 5-40.
   return config

@@ -146,6 +146,7 @@ def defaults() -> ml_collections.ConfigDict:
   de.num_workers = 2  # processes rendering synthetic videos
   de.num_train_videos = 0  # synthetic training videos; 0 = the generator's default (24)
   de.num_val_videos = 0  # synthetic validation videos; 0 = the generator's default (8)
+  de.num_test_videos = 0  # test videos (a split nothing selects on); 0 = the generator's default
   de.frames_per_video = 0  # mean frames per synthetic video; 0 = the generator's default
   de.video = "WolfgangLanger_Pexels.mp4"  # the real face video predict runs on (an asset)
   de.video_heatmap_frames = (100, 300)  # its frames drawn with attention heatmaps

@@ -49,6 +49,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> float:
     t_start = console.stage(f"digit videos from real handwritten scans -> {d.synthetic_dir}")
     sizes = {k: v for k, v in dict(num_train_videos=d.num_train_videos,
                                    num_val_videos=d.num_val_videos,
+                                   num_test_videos=d.num_test_videos,
                                    frames_per_video=d.frames_per_video).items() if v}
     digit_videos.generate(d.synthetic_dir, seed=d.synthetic_seed, **sizes)
   else:
@@ -56,6 +57,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> float:
     synthetic.generate(d.synthetic_dir, seed=d.synthetic_seed, num_workers=d.num_workers,
                        num_train_videos=d.num_train_videos or None,
                        num_val_videos=d.num_val_videos or None,
+                       num_test_videos=d.num_test_videos or None,
                        frames_per_video=d.frames_per_video or None)
   console.stage(f"TFDS build of abaw3_au -> {config.data.data_dir}")
   build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)

@@ -1,12 +1,12 @@
 """A linear model on raw pixels: the honest difficulty check of an Aff-Wild2-layout dataset.
 
-Reads ``<root>/AU_Detection_Challenge/{Train_Set,Validation_Set}/<video>.txt`` and
+Reads ``<root>/AU_Detection_Challenge/{Train_Set,Validation_Set,Test_Set}/<video>.txt`` and
 ``<root>/cropped_aligned/<video>/<frame:05d>.jpg`` directly (NumPy + OpenCV, no TFDS), turns each
 frame into a small grey (or colour) thumbnail, standardises the pixels with the training
 statistics and fits one class-balanced, L2-regularised logistic regression per AU (full-batch
 Adam in NumPy). A frame is used when its image exists and, per AU, when its label is not -1.
 
-Scores are per-AU F1 on the validation frames, TP/FP/FN pooled over all frames of the split,
+Scores are per-AU F1 on the validation frames (or those of ``--split``, e.g. test), TP/FP/FN pooled over all frames of the split,
 predicting present where the probability is >= ``threshold`` (0.5). The chance baseline is the
 all-positive predictor, whose F1 is 2P / (2P + N) for P positive and N negative frames.
 
@@ -14,7 +14,7 @@ If this model scores close to a deep model, the dataset is too easy: AUs would b
 from fixed pixels despite pose, scale and identity variation.
 
 Usage:  python -m mlt_flax.linear_baseline --root=data/synthetic [--size=32] [--color]
-            [--l2=0.001] [--steps=300] [--json]
+            [--l2=0.001] [--steps=300] [--split=validation|test] [--json]
 """
 
 import dataclasses
@@ -56,7 +56,7 @@ def read_split(root: str | os.PathLike, split: str, size: int = 32, color: bool 
 
   Args:
     root: the folder holding ``AU_Detection_Challenge/`` and ``cropped_aligned/``.
-    split: "train" or "validation".
+    split: "train", "validation" or "test".
     size: thumbnail side.
     color: RGB (3 channels) instead of grey.
 
@@ -134,9 +134,10 @@ def fit_logistic(x: np.ndarray, labels: np.ndarray, config: LinearConfig = Linea
   return params[0], params[1]
 
 
-def fit_and_score(root: str | os.PathLike, config: LinearConfig = LinearConfig()
-                  ) -> dict[str, Any]:
-  """Trains on Train_Set frames and scores Validation_Set: per-AU F1 and the chance F1.
+def fit_and_score(root: str | os.PathLike, config: LinearConfig = LinearConfig(),
+                  split: str = "validation") -> dict[str, Any]:
+  """Trains on Train_Set frames and scores `split` (Validation_Set by default, or Test_Set):
+  per-AU F1 and the chance F1 (the scored split's, under the keys ``val_*``, ``num_val``).
 
   Returns:
     A dict with ``aus`` (names), ``f1`` / ``train_f1`` / ``chance_f1`` / ``val_positive_rate``
@@ -144,7 +145,7 @@ def fit_and_score(root: str | os.PathLike, config: LinearConfig = LinearConfig()
     frame counts ``num_train`` / ``num_val`` (frames with an image).
   """
   x_train, y_train, _ = read_split(root, "train", config.size, config.color)
-  x_val, y_val, _ = read_split(root, "validation", config.size, config.color)
+  x_val, y_val, _ = read_split(root, split, config.size, config.color)
   mean = x_train.mean(axis=0)
   std = np.maximum(x_train.std(axis=0), config.std_floor)
   standardise = lambda x: (x - mean) / std
@@ -164,7 +165,7 @@ def fit_and_score(root: str | os.PathLike, config: LinearConfig = LinearConfig()
       "train_f1": as_dict(train_f1), "train_mean_f1": float(train_f1.mean()),
       "chance_f1": as_dict(chance), "mean_chance_f1": float(chance.mean()),
       "val_positive_rate": as_dict(rate),
-      "num_train": int(len(x_train)), "num_val": int(len(x_val)),
+      "num_train": int(len(x_train)), "num_val": int(len(x_val)), "split": split,
   }
 
 
@@ -176,7 +177,8 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{result['train_f1'][n]:>10.3f}{result['val_positive_rate'][n]:>9.3f}")
   rows.append(f"{'mean':<6}{result['mean_f1']:>8.3f}{result['mean_chance_f1']:>8.3f}"
               f"{result['train_mean_f1']:>10.3f}")
-  rows.append(f"({result['num_train']} train / {result['num_val']} validation frames with a "
+  rows.append(f"({result['num_train']} train / {result['num_val']} "
+              f"{result.get('split', 'validation')} frames with a "
               "face; F1 pooled over frames, threshold 0.5 on the probability)")
   return "\n".join(rows)
 
@@ -193,6 +195,7 @@ def define_flags():
   flags.DEFINE_boolean("color", defaults.color, "RGB thumbnails instead of grey.")
   flags.DEFINE_float("l2", defaults.l2, "Weight decay on the standardised-feature weights.")
   flags.DEFINE_integer("steps", defaults.steps, "Full-batch Adam steps.")
+  flags.DEFINE_enum("split", "validation", ["validation", "test"], "The split scored.")
   flags.DEFINE_boolean("json", False, "Print the result as JSON instead of a table.")
 
 
@@ -201,7 +204,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = dataclasses.replace(LinearConfig(), size=FLAGS.size, color=FLAGS.color,
                                l2=FLAGS.l2, steps=FLAGS.steps)
-  result = fit_and_score(FLAGS.root, config)
+  result = fit_and_score(FLAGS.root, config, FLAGS.split)
   print(json.dumps(result, indent=1) if FLAGS.json else format_table(result))
 
 

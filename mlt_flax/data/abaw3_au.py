@@ -1,7 +1,7 @@
 """TFDS builder ``abaw3_au``: the Aff-Wild2 Action Unit track of ABAW3 (CVPR 2022).
 
 One example per annotated frame of the challenge's ``Train_Set`` / ``Validation_Set`` label
-files: its cropped-aligned face image, or ``face = False`` where the frame has none; see ``Abaw3Au.MANUAL_DOWNLOAD_INSTRUCTIONS`` for
+files (and of a ``Test_Set`` folder where the manual dir has one: split ``test``): its cropped-aligned face image, or ``face = False`` where the frame has none; see ``Abaw3Au.MANUAL_DOWNLOAD_INSTRUCTIONS`` for
 the manual directory. Build it with
 
   python -m mlt_flax.data.build --dataset=abaw3_au --manual_dir=DIR --data_dir=DIR
@@ -103,7 +103,8 @@ def read_split(split_dir: pathlib.Path, images_dir: pathlib.Path,
 
 
 class Abaw3Au(au_builder.AuFramesBuilder):
-  """Aff-Wild2 AU detection (ABAW3): 12 AUs, splits ``train`` and ``validation``."""
+  """Aff-Wild2 AU detection (ABAW3): 12 AUs, splits ``train``, ``validation`` and, where
+  the manual dir holds ``Test_Set``, ``test``."""
 
   name = "abaw3_au"
   KEEP_FACELESS = True
@@ -116,6 +117,7 @@ class Abaw3Au(au_builder.AuFramesBuilder):
                                            numbers (00001.jpg); frames with no face are absent
     <any folders>/{affwild2.LABELS_FOLDER}/Train_Set/<video>.txt
     <any folders>/{affwild2.LABELS_FOLDER}/Validation_Set/<video>.txt
+    <any folders>/{affwild2.LABELS_FOLDER}/Test_Set/<video>.txt  (optional: split 'test')
   Each label file starts with the header {affwild2.header()}
   and its data line i holds frame i's values 0, 1 or -1 (not annotated). Videos of two
   people carry _left / _right and are two videos (subject: the name without the suffix).
@@ -129,5 +131,9 @@ class Abaw3Au(au_builder.AuFramesBuilder):
       raise label_files.DatasetFormatError(f"{images_dir}: image folder not found; expected "
                                            f"{affwild2.IMAGES_FOLDER}/<video>/<frame>.jpg")
     labels_dir = find_labels_folder(manual_dir)
-    return {split: read_split(labels_dir / folder, images_dir, stats[split].problems)
-            for split, folder in affwild2.SPLIT_FOLDERS.items()}
+    for split in affwild2.OPTIONAL_SPLITS:
+      if not (labels_dir / affwild2.SPLIT_FOLDERS[split]).is_dir():
+        del stats[split]  # not in the manual dir: not in the build, nor in its summary
+    return {split: read_split(labels_dir / affwild2.SPLIT_FOLDERS[split], images_dir,
+                              stats[split].problems)
+            for split in stats}

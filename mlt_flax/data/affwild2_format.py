@@ -6,6 +6,8 @@ See docs/datasets.md, "## Aff-Wild2 (ABAW3 AU track)"::
                                                           frames with no face are absent
   <any folders>/AU_Detection_Challenge/Train_Set/<video>.txt       header AU1,...,AU26, then
   <any folders>/AU_Detection_Challenge/Validation_Set/<video>.txt  line i = frame i: 0, 1, -1
+  <any folders>/AU_Detection_Challenge/Test_Set/<video>.txt        optional: a labelled test
+                                                                   split, same format
 
 The ``abaw3_au`` builder reads this layout and the synthetic generator writes it, both from
 the names here.
@@ -26,7 +28,10 @@ AUS = aus.AFFWILD2
 VALUES = (label_files.NOT_ANNOTATED, 0, 1)
 # The challenge's label folder (found anywhere under the manual dir) and its split folders.
 LABELS_FOLDER = "AU_Detection_Challenge"
-SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
+SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set", "test": "Test_Set"}
+# Splits a manual dir may lack: the challenge shipped no test labels, while the project's
+# generators write a labelled test split that nothing (steps, checkpoints, thresholds) selects on.
+OPTIONAL_SPLITS = ("test",)
 LABEL_SUFFIX = ".txt"
 # The face crops: cropped_aligned/<video>/<frame:05d>.jpg (readers take any zero-padding).
 IMAGES_FOLDER = "cropped_aligned"

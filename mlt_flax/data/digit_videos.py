@@ -7,22 +7,32 @@ scikit-learn ships in its wheel (`sklearn/datasets/data/digits.csv.gz`, an asset
 assets.py), composed into multi-label videos with the segment structure of AU events and
 written in the exact Aff-Wild2 layout, so that the real `abaw3_au` builder builds it.
 
-A frame is 112x112 and holds up to four digits, one per quadrant. The scans are split once
-(a seeded permutation) into a training and a validation pool: no source image is in both.
-The 12 label columns, under the Aff-Wild2 AU names by position (`LABELS`):
+A frame is 112x112 and holds up to four digits, one per quadrant, dark ink on a light
+page as handwriting is. The scans are split once (a seeded permutation) into a training, a
+validation and a test pool: no source image is in two splits. The 12 label columns, under
+the Aff-Wild2 AU names by position (`LABELS`):
   columns 0-9 (AU1 ... AU24): a digit k is in the frame, for k = 0 ... 9;
   column 10 (AU25): three or more digits are in the frame;
-  column 11 (AU26): some digit is in the frame twice.
-A video is a run of segments (SEGMENT_FRAMES long); at each segment boundary one quadrant
-changes (a digit appears, leaves, or is replaced by another scan), so labels hold for runs
-of frames and switch on and off like AU events. Within a segment the digits drift and the
-frame flickers, as faces move and light changes between video frames. Each video has its own
-background, ink colour and digit size.
+  column 11 (AU26): the top-left quadrant holds a digit.
+A video is a run of segments (SEGMENT_FRAMES long); at each segment boundary each quadrant
+changes with probability CHANGE_PROB (a digit appears, leaves, or is replaced by another
+scan), so labels hold for runs of frames and switch on and off like AU events. Within a
+segment the digits drift and the frame flickers, as faces move and light changes between
+video frames. Each video has its own background, ink colour and digit size.
+
+Version 2 is a redesign of version 1 (light or dark pages, digits of 34-48 pixels placed
++-6 pixels off their quadrant's centre, one quadrant changing per 6-30 frames, "a digit
+twice" as column 11), on which no model clearly beat saying "yes" to every label (docs/
+recipe.md): its few distinct segments (about 170 in the training videos) and its inverted
+pages measured nothing. Version 2 shows many more distinct frames for the same frame count
+and keeps the contrast of the ink one way, so that a linear model on raw pixels beats the
+all-positive predictor and a conv net beats the linear model.
 
 Deterministic: the same seed gives the same bytes (for a given libjpeg).
 
 Usage:  python -m mlt_flax.data.digit_videos --out_dir=data/digit_videos [--seed=0]
-            [--num_train_videos=24] [--num_val_videos=8] [--frames_per_video=120]
+            [--num_train_videos=40] [--num_val_videos=10] [--num_test_videos=10]
+            [--frames_per_video=80]
 Build:  python -m mlt_flax.data.build --dataset=abaw3_au --manual_dir=data/digit_videos
             --data_dir=data/tfds_digits
 """
@@ -45,19 +55,21 @@ from mlt_flax.data.synthetic import writer
 
 ASSET = "digits.csv.gz"
 GENERATOR = "digit_videos"  # generator.json's 'generator' field: what wrote the folder
-VERSION = 1
+VERSION = 2
 NUM_CLASSES = 10
 LABELS = tuple(f"digit {k}" for k in range(NUM_CLASSES)) + ("three or more digits",
-                                                             "a digit twice")
+                                                             "a digit at the top left")
 SIZE = 112  # frame side, Aff-Wild2's cropped_aligned size
 SLOTS = ((28, 28), (28, 84), (84, 28), (84, 84))  # quadrant centres (row, column)
-VALIDATION_FRACTION = 0.25  # of the scans, in the validation pool
-SEGMENT_FRAMES = (6, 30)  # a segment's length, uniform
+POOL_FRACTIONS = {"validation": 0.2, "test": 0.2}  # of the scans; the rest is training's
+SEGMENT_FRAMES = (4, 12)  # a segment's length, uniform
 FILL_PROB = 0.5  # each quadrant holds a digit at a video's start
-REMOVE_PROB = 0.5  # at a boundary, an occupied quadrant empties (else its digit is replaced)
-DIGIT_PIXELS = (34, 48)  # a video's digit size
-OFFSET = 6  # a digit's place in its quadrant, per segment: +-OFFSET pixels
-DRIFT = 2.0  # and its slow drift within the segment: +-DRIFT pixels
+CHANGE_PROB = 0.5  # at a boundary, each quadrant changes
+REMOVE_PROB = 0.5  # and a changing occupied quadrant empties (else its digit is replaced)
+DIGIT_PIXELS = (40, 50)  # a video's digit size
+OFFSET = 3  # a digit's place in its quadrant, per segment: +-OFFSET pixels
+DRIFT = 1.0  # and its slow drift within the segment: +-DRIFT pixels
+TOP_LEFT = 0  # the quadrant of column 11
 NOISE = 4.0  # per-frame pixel noise (grey levels)
 FLICKER = 0.06  # per-frame brightness change, relative
 JPEG_QUALITY = 90
@@ -84,10 +96,15 @@ class Scans:
 
 
 def split_pools(num_scans: int, seed: int) -> dict[str, np.ndarray]:
-  """Scan indices of each split's pool: disjoint, from one seeded permutation."""
+  """Scan indices of each split's pool (train, validation, test): disjoint, from one seeded
+  permutation."""
   order = np.random.default_rng([seed, 0]).permutation(num_scans)
-  num_val = int(round(num_scans * VALIDATION_FRACTION))
-  return {"train": np.sort(order[num_val:]), "validation": np.sort(order[:num_val])}
+  pools, start = {}, 0
+  for split, fraction in POOL_FRACTIONS.items():
+    count = int(round(num_scans * fraction))
+    pools[split] = np.sort(order[start:start + count])
+    start += count
+  return {"train": np.sort(order[start:]), **pools}
 
 
 def frame_labels(slots: list[int | None], classes: np.ndarray) -> np.ndarray:
@@ -96,7 +113,7 @@ def frame_labels(slots: list[int | None], classes: np.ndarray) -> np.ndarray:
   labels = np.zeros(len(LABELS), np.int64)
   labels[present] = 1
   labels[NUM_CLASSES] = len(present) >= 3
-  labels[NUM_CLASSES + 1] = len(present) > len(set(present))
+  labels[NUM_CLASSES + 1] = slots[TOP_LEFT] is not None
   return labels
 
 
@@ -114,11 +131,13 @@ def plan_video(rng: np.random.Generator, pool: np.ndarray, num_frames: int
       per_frame.append(list(slots))
       offsets.append(base + DRIFT * np.sin(phase + 2 * np.pi * i / max(length, 1)))
     t += length
-    q = int(rng.integers(len(SLOTS)))  # the quadrant that changes at the boundary
-    if slots[q] is None or rng.random() >= REMOVE_PROB:
-      slots[q] = int(rng.choice(pool))
-    else:
-      slots[q] = None
+    for q in range(len(SLOTS)):  # the boundary
+      if rng.random() >= CHANGE_PROB:
+        continue
+      if slots[q] is None or rng.random() >= REMOVE_PROB:
+        slots[q] = int(rng.choice(pool))
+      else:
+        slots[q] = None
   return per_frame, offsets
 
 
@@ -144,12 +163,10 @@ def render_frame(rng: np.random.Generator, scans: Scans, slots: list[int | None]
 
 
 def video_style(rng: np.random.Generator) -> dict:
-  """A video's look: a background gradient, an ink colour that contrasts with it, a size."""
-  light = rng.random() < 0.5
-  low, high = (150, 240) if light else (10, 100)
-  corners = rng.uniform(low, high, (2, 2, 3)).astype(np.float32)
+  """A video's look: a light page's gradient, a dark ink colour, a digit size."""
+  corners = rng.uniform(150, 240, (2, 2, 3)).astype(np.float32)
   background = cv2.resize(corners, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-  ink = rng.uniform(0, 70, 3) if light else rng.uniform(180, 255, 3)
+  ink = rng.uniform(0, 70, 3)
   return {"background": background, "ink": ink.astype(np.float32),
           "digit_pixels": int(rng.integers(DIGIT_PIXELS[0], DIGIT_PIXELS[1] + 1))}
 
@@ -176,8 +193,11 @@ def write_video(out: pathlib.Path, name: str, split: str, scans: Scans, pool: np
           "positives": labels.sum(0).tolist(), "scans": sorted(used)}
 
 
-def generate(out_dir, *, seed: int = 0, num_train_videos: int = 24, num_val_videos: int = 8,
-             frames_per_video: int = 120, scans_path=None) -> dict:
+SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}  # in the video names
+
+
+def generate(out_dir, *, seed: int = 0, num_train_videos: int = 40, num_val_videos: int = 10,
+             num_test_videos: int = 10, frames_per_video: int = 80, scans_path=None) -> dict:
   """Writes the digit videos into out_dir (idempotent: an identical generation is skipped).
 
   Video lengths are uniform in [0.75, 1.25] x frames_per_video. Returns the summary: per
@@ -187,7 +207,7 @@ def generate(out_dir, *, seed: int = 0, num_train_videos: int = 24, num_val_vide
   out = pathlib.Path(out_dir)
   params = {"generator": GENERATOR, "version": VERSION, "seed": seed,
             "num_train_videos": num_train_videos, "num_val_videos": num_val_videos,
-            "frames_per_video": frames_per_video}
+            "num_test_videos": num_test_videos, "frames_per_video": frames_per_video}
   params_path = out / layout.PARAMS_FILENAME
   if params_path.exists():
     previous = json.loads(params_path.read_text())
@@ -205,17 +225,21 @@ def generate(out_dir, *, seed: int = 0, num_train_videos: int = 24, num_val_vide
     shutil.rmtree(out / d, ignore_errors=True)
   scans = Scans.load(scans_path)
   pools = split_pools(len(scans.classes), seed)
-  lengths = np.random.default_rng([seed, 1]).uniform(
-      0.75, 1.25, num_train_videos + num_val_videos) * frames_per_video
+  counts = {"train": num_train_videos, "validation": num_val_videos, "test": num_test_videos}
   videos = []
-  for i, (split, index) in enumerate([("train", k) for k in range(num_train_videos)] +
-                                     [("validation", k) for k in range(num_val_videos)]):
-    name = f"digits_{'train' if split == 'train' else 'val'}_{index:03d}"
-    videos.append(write_video(out, name, split, scans, pools[split],
-                              max(int(lengths[i]), 1), (seed, 2, i)))
+  for code, (split, count) in enumerate(counts.items()):
+    # Each split has its own streams: adding test videos changes no other split's bytes.
+    lengths = np.random.default_rng([seed, 1, code]).uniform(0.75, 1.25, count) * (
+        frames_per_video)
+    for index in range(count):
+      name = f"digits_{SPLIT_NAMES[split]}_{index:03d}"
+      videos.append(write_video(out, name, split, scans, pools[split],
+                                max(int(lengths[index]), 1), (seed, 2, code, index)))
   summary = {"splits": {}}
   for split in affwild2.SPLIT_FOLDERS:
     vs = [v for v in videos if v["split"] == split]
+    if not vs and split in affwild2.OPTIONAL_SPLITS:
+      continue
     frames = sum(v["frames"] for v in vs)
     positives = np.sum([v["positives"] for v in vs], axis=0) if vs else np.zeros(len(LABELS))
     summary["splits"][split] = {
@@ -232,9 +256,11 @@ def _define_flags() -> None:
   flags.DEFINE_string("out_dir", None, "Dataset root to write (cropped_aligned/, "
                       "AU_Detection_Challenge/, generator.json).", required=True)
   flags.DEFINE_integer("seed", 0, "Seed: the same seed gives the same bytes.")
-  flags.DEFINE_integer("num_train_videos", 24, "Videos in Train_Set.")
-  flags.DEFINE_integer("num_val_videos", 8, "Videos in Validation_Set.")
-  flags.DEFINE_integer("frames_per_video", 120, "Mean video length.")
+  flags.DEFINE_integer("num_train_videos", 40, "Videos in Train_Set.")
+  flags.DEFINE_integer("num_val_videos", 10, "Videos in Validation_Set.")
+  flags.DEFINE_integer("num_test_videos", 10, "Videos in Test_Set (the labelled split "
+                       "nothing selects on).")
+  flags.DEFINE_integer("frames_per_video", 80, "Mean video length.")
 
 
 def main(argv) -> None:
@@ -243,7 +269,7 @@ def main(argv) -> None:
   f = flags.FLAGS
   print(json.dumps(generate(f.out_dir, seed=f.seed, num_train_videos=f.num_train_videos,
                             num_val_videos=f.num_val_videos,
-                            frames_per_video=f.frames_per_video), indent=1))
+                            num_test_videos=f.num_test_videos, frames_per_video=f.frames_per_video), indent=1))
 
 
 if __name__ == "__main__":

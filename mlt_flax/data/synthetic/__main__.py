@@ -31,6 +31,8 @@ def define_flags():
   flags.DEFINE_integer("num_train_videos", defaults.num_train_videos,
                        "Videos in Train_Set (a two-person _left/_right pair counts as two).")
   flags.DEFINE_integer("num_val_videos", defaults.num_val_videos, "Videos in Validation_Set.")
+  flags.DEFINE_integer("num_test_videos", defaults.num_test_videos,
+                       "Videos in Test_Set (the labelled split nothing selects on).")
   flags.DEFINE_integer("frames_per_video", defaults.frames_per_video, "Mean video length.")
   flags.DEFINE_integer("image_size", defaults.image_size, "Side of the stored square crops.")
   flags.DEFINE_integer("num_workers", 1, "Processes rendering videos in parallel (the output "
@@ -46,6 +48,7 @@ def main(argv):
   summary = writer.generate(FLAGS.out_dir, seed=FLAGS.seed,
                             num_train_videos=FLAGS.num_train_videos,
                             num_val_videos=FLAGS.num_val_videos,
+                            num_test_videos=FLAGS.num_test_videos,
                             frames_per_video=FLAGS.frames_per_video,
                             image_size=FLAGS.image_size, num_workers=FLAGS.num_workers,
                             overwrite=FLAGS.overwrite)

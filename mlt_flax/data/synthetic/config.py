@@ -209,6 +209,9 @@ class SyntheticConfig:
   """All parameters of a synthetic Aff-Wild2-layout dataset (with the seed, its identity)."""
   num_train_videos: int = 24  # videos in Train_Set (a two-person pair counts as two)
   num_val_videos: int = 8  # videos in Validation_Set
+  # Videos in Test_Set, the labelled split nothing selects on (0: none, and the generation's
+  # identity is what it was before the split existed).
+  num_test_videos: int = 0
   frames_per_video: int = 200  # mean video length
   frames_jitter: float = 0.25  # lengths are uniform in frames_per_video * (1 +- jitter)
   pair_fraction: float = 0.25  # fraction of each split's videos that are _left/_right pairs

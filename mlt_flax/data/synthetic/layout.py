@@ -7,6 +7,7 @@ reads (docs/datasets.md, "## Aff-Wild2 (ABAW3 AU track)")::
                                                             faceless frames are absent
   <out_dir>/AU_Detection_Challenge/Train_Set/<video>.txt    header AU1,AU2,...,AU26, then one
   <out_dir>/AU_Detection_Challenge/Validation_Set/<video>.txt   line per frame: 0, 1 or -1
+  <out_dir>/AU_Detection_Challenge/Test_Set/<video>.txt     the same, when num_test_videos > 0
   <out_dir>/generator.json                                  seed, parameters and a summary
 
 Two-person videos are written as two videos, ``<id>_left`` and ``<id>_right``.

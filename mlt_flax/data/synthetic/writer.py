@@ -45,16 +45,16 @@ WORKER_START_METHOD = ("forkserver" if "forkserver" in multiprocessing.get_all_s
 class VideoSpec:
   """One video to write: its name, split and the keys of its random stream."""
   name: str
-  split: str  # "train" or "validation"
+  split: str  # "train", "validation" or "test"
   num_frames: int
   seed_key: tuple[int, ...]  # (seed, split code, slot, person)
 
 
-_SPLIT_CODES = {"train": 0, "validation": 1}
+_SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 
 
 def plan_videos(seed: int, config: SyntheticConfig = SyntheticConfig()) -> list[VideoSpec]:
-  """The videos of both splits: names, lengths and random-stream keys.
+  """The videos of every split: names, lengths and random-stream keys.
 
   Each split is a list of slots; the last ``pair_fraction`` of the videos are two-person slots
   written as ``<id>_left`` / ``<id>_right`` (same length, different people). Keys depend on
@@ -62,7 +62,8 @@ def plan_videos(seed: int, config: SyntheticConfig = SyntheticConfig()) -> list[
   """
   specs = []
   for split, count in (("train", config.num_train_videos),
-                       ("validation", config.num_val_videos)):
+                       ("validation", config.num_val_videos),
+                       ("test", config.num_test_videos)):
     code = _SPLIT_CODES[split]
     num_pairs = int(round(count * config.pair_fraction / 2))
     if config.pair_fraction > 0 and count >= 2:
@@ -129,6 +130,8 @@ def write_video(out_dir: str | os.PathLike, spec: VideoSpec,
 def _params(seed: int, config: SyntheticConfig) -> dict[str, Any]:
   """The JSON-normalised identity of a generation (what makes two runs produce the same data)."""
   params = {"version": GENERATOR_VERSION, "seed": seed, "config": dataclasses.asdict(config)}
+  if not config.num_test_videos:  # a generation without a test split keeps its identity
+    del params["config"]["num_test_videos"]
   return json.loads(json.dumps(params))
 
 
@@ -137,6 +140,8 @@ def _summarise(videos: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
   summary: dict[str, Any] = {"seconds": round(seconds, 2), "splits": {}}
   for split in SPLIT_DIRS:
     vs = [v for v in videos if v["split"] == split]
+    if not vs and split in affwild2.OPTIONAL_SPLITS:
+      continue
     pos = np.sum([v["positives"] for v in vs], axis=0) if vs else np.zeros(len(names))
     ann = np.sum([v["annotated"] for v in vs], axis=0) if vs else np.zeros(len(names))
     summary["splits"][split] = {
@@ -152,7 +157,7 @@ def _summarise(videos: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 def generate(out_dir: str | os.PathLike, *, seed: int = 0,
              num_train_videos: int | None = None, num_val_videos: int | None = None,
-             frames_per_video: int | None = None, image_size: int | None = None,
+             num_test_videos: int | None = None, frames_per_video: int | None = None, image_size: int | None = None,
              config: SyntheticConfig | None = None, num_workers: int = 1,
              overwrite: bool = False) -> dict[str, Any]:
   """Writes a synthetic Aff-Wild2-layout dataset into out_dir (idempotent).
@@ -161,7 +166,8 @@ def generate(out_dir: str | os.PathLike, *, seed: int = 0,
     out_dir: the dataset root (gets ``cropped_aligned/``, ``AU_Detection_Challenge/``,
       ``generator.json``).
     seed: the dataset's seed.
-    num_train_videos, num_val_videos, frames_per_video, image_size: override these fields of
+    num_train_videos, num_val_videos, num_test_videos, frames_per_video, image_size: override
+      these fields of
       ``config``.
     config: every other parameter; ``SyntheticConfig()`` by default.
     num_workers: processes rendering videos in parallel (the output does not depend on it).
@@ -178,7 +184,8 @@ def generate(out_dir: str | os.PathLike, *, seed: int = 0,
   config = config or SyntheticConfig()
   overrides = {k: v for k, v in dict(
       num_train_videos=num_train_videos, num_val_videos=num_val_videos,
-      frames_per_video=frames_per_video, image_size=image_size).items() if v is not None}
+      num_test_videos=num_test_videos, frames_per_video=frames_per_video,
+      image_size=image_size).items() if v is not None}
   config = dataclasses.replace(config, **overrides)
   out = pathlib.Path(out_dir)
   params = _params(seed, config)
