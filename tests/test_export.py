@@ -40,17 +40,22 @@ def run_copy(trained, folder: pathlib.Path, **model_changes) -> pathlib.Path:
   return folder
 
 
+def shipped_report(names, step=12):
+  """An evaluation report's shipped set (mlt_flax/evaluate.py, `shipped_entry`)."""
+  return {"tuned_on": TUNED_ON, "checkpoint_step": step, "shipped": {
+      "thresholds": {n: 0.3 + 0.01 * i for i, n in enumerate(names)}, "window": 15,
+      "tuned_on": "validation (all its recordings)", "checkpoint_step": step,
+      "scored": {"split": "validation", "row": "optimistic/shipped", "mean_f1": 0.25}}}
+
+
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
   """(run, export folder, metadata): the tiny trained run, with an evaluation report that
   tuned thresholds, exported in both formats."""
   workdir = run_copy(trained, tmp_path_factory.mktemp("export_run") / "run")
   names = runtime.au_names(runtime.load_config(workdir))
-  report = {"thresholds_tuned_raw": {n: 0.3 + 0.01 * i for i, n in enumerate(names)},
-            "thresholds_tuned_smoothed": {n: 0.4 for n in names}, "tuned_on": TUNED_ON,
-            "window_tuned": [5, 7], "split": "validation", "checkpoint_step": 12}
   (workdir / "eval_validation").mkdir()
-  (workdir / "eval_validation" / "report.json").write_text(json.dumps(report))
+  (workdir / "eval_validation" / "report.json").write_text(json.dumps(shipped_report(names)))
   out = tmp_path_factory.mktemp("exported")
   meta = export.export(workdir, out)
   return runtime.load_run(workdir, "best", runtime.DataParallel(jax.devices()[:1])), out, meta
@@ -73,9 +78,9 @@ def test_metadata_says_what_a_program_needs(exported):
       "channels": "RGB", "value_range": [0, 255], "description": ""}
   assert "Aff-Wild2" in meta["input"]["description"]
   assert meta["output"]["shape"] == ["N", 12] and meta["output"]["dtype"] == "float32"
-  assert meta["thresholds"]["default"] == 0.5
-  tuned = meta["thresholds"]["tuned"]
-  assert tuned["tuned_on"] == TUNED_ON and tuned["raw"]["AU1"] == 0.3
+  # The report's shipped set, verbatim (and nothing else: no set that nobody scored).
+  assert meta["thresholds"] == {"default": 0.5,
+                                "shipped": shipped_report(run.au_names)["shipped"]}
   assert meta["smoothing_window"] == run.config.eval.smoothing_window
   assert on_disk["config"] == json.loads(json.dumps(run.config.to_dict()))
   assert meta["source"]["step"] == run.step == 12
@@ -92,8 +97,24 @@ def test_metadata_says_what_a_program_needs(exported):
                                                   "model.stablehlo"]
 
 
-def test_no_report_no_tuned_thresholds(tmp_path):
-  assert export.tuned_thresholds(tmp_path) is None
+def test_no_report_no_shipped_thresholds(tmp_path):
+  assert export.shipped_thresholds(tmp_path, 12) is None
+
+
+def test_a_report_of_another_checkpoint_step_is_refused_before_anything_is_written(
+    trained, tmp_path):
+  workdir = run_copy(trained, tmp_path / "run")
+  names = runtime.au_names(runtime.load_config(workdir))
+  (workdir / "eval_validation").mkdir()
+  (workdir / "eval_validation" / "report.json").write_text(
+      json.dumps(shipped_report(names, step=6)))
+  with pytest.raises(export.ExportError, match="tuned for checkpoint step 6, but this export "
+                                               "is of step 12"):
+    export.export(workdir, tmp_path / "out", checkpoint="latest")
+  assert not (tmp_path / "out").exists()
+  (workdir / "eval_validation" / "report.json").write_text(json.dumps({"tuned_on": "x"}))
+  with pytest.raises(export.ExportError, match="not an evaluation report with a shipped set"):
+    export.shipped_thresholds(workdir, 12)
 
 
 def test_onnx_runtime_equals_jax_on_face_crops_and_random_frames(exported):
