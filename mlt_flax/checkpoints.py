@@ -19,18 +19,34 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from mlt_flax import aus
+from mlt_flax import configuration
 
 BEST_METRIC = "mean_f1"  # validation mean F1 at threshold 0.5
 
 
 class CheckpointError(RuntimeError):
   """A checkpoint cannot be used with this config."""
+
+
+class CheckpointMismatch(CheckpointError):
+  """A readable checkpoint whose arrays are not the ones the run's config builds."""
+
+
+class CheckpointUnreadable(CheckpointError):
+  """A checkpoint whose files cannot be read (truncated, corrupted): the only kind that
+  `restore_latest` sets aside."""
+
+
+class ConfigChanged(CheckpointError):
+  """A workdir's run was trained with a config that differs where the state or the recipe
+  depends on it: resuming it with this one is refused."""
 
 
 def manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -144,61 +160,166 @@ def select_step(mngr: ocp.CheckpointManager, which: str = "best") -> int:
   return int(which)
 
 
+def _leaf_signature(tree) -> list:
+  """The sorted (shape, dtype) of every array of a tree of arrays, ShapeDtypeStructs or
+  Orbax array metadata: what a checkpoint must hold to fit (paths aside, which Orbax and
+  JAX spell differently for dataclasses and named tuples)."""
+  leaves = jax.tree.leaves(tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+  return sorted((tuple(int(d) for d in x.shape), str(np.dtype(x.dtype))) for x in leaves)
+
+
+def _fits(mngr: ocp.CheckpointManager, step: int, abstract_state) -> bool | None:
+  """Whether checkpoint `step`'s recorded arrays are the state's (None: no readable record)."""
+  try:  # the state item's own record (a manager opened to read has no handler for it)
+    recorded = ocp.StandardCheckpointHandler().metadata(
+        pathlib.Path(mngr.directory) / str(step) / "state")
+    recorded = getattr(recorded, "tree", recorded)
+    if recorded is None:
+      return None
+    return _leaf_signature(recorded) == _leaf_signature(abstract_state)
+  except Exception:  # pylint: disable=broad-except
+    return None  # the metadata file itself is unreadable
+
+
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state):
-  """The train state of checkpoint `step`; a CheckpointError if it does not fit the config."""
+  """The train state of checkpoint `step`.
+
+  Raises CheckpointMismatch when its recorded arrays (shapes and dtypes) are not the ones
+  the run's config builds, CheckpointUnreadable when they are but its files cannot be read
+  (or its record cannot be), so that only a damaged checkpoint is ever taken for one.
+  """
+  # Checked first: Orbax restores an array of another shape without a word (cut or padded).
+  if _fits(mngr, step, abstract_state) is False:
+    raise CheckpointMismatch(
+        f"checkpoint step {step} in {mngr.directory} does not fit the run's config: the "
+        "shapes or dtypes of its arrays are not the ones the config builds")
   try:
     return mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))["state"]
   except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(
-        f"checkpoint step {step} in {mngr.directory} does not fit the run's config "
-        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    raise CheckpointUnreadable(
+        f"checkpoint step {step} in {mngr.directory} cannot be read "
+        f"({type(e).__name__}: {_brief(str(e))})") from e
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state) -> tuple[Any, int] | None:
   """(state, step) from the newest readable checkpoint, or None if there is none.
 
   abstract_state: ShapeDtypeStructs with shardings, so arrays come back where they live.
-  A checkpoint that fails to restore (truncated or corrupted file) is reported and the
-  previous one tried.
+  A checkpoint whose files cannot be read (truncated or corrupted) is reported, set aside by
+  process 0 (never deleted) and the previous one tried; one that does not fit the config
+  (CheckpointMismatch) stops the run, touching nothing.
   """
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
       return restore(mngr, step, abstract_state), step
-    except CheckpointError as e:
+    except CheckpointUnreadable as e:
       logging.warning("checkpoint at step %d is unreadable (%s); trying the previous one",
                       step, e.__cause__)
       # Set it aside (never delete data) so that this step can be saved again.
       aside = pathlib.Path(mngr.directory) / f"{step}.unreadable"
-      os.replace(pathlib.Path(mngr.directory) / str(step), aside)
+      if jax.process_index() == 0:
+        os.replace(pathlib.Path(mngr.directory) / str(step), aside)
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
       mngr.reload()
       print(f"warning: checkpoint step {step} in {mngr.directory} is unreadable "
             f"({type(e.__cause__).__name__}); moved to {aside.name}, falling back to the previous one")
   return None
 
 
-def load_params_from(path, target_params, target_stats, label_space: str):
+def saved_config(workdir) -> dict | None:
+  """The config a workdir's run was trained with: its config.json, else the latest
+  checkpoint's own copy (as Orbax records it); None for a workdir with neither."""
+  workdir = pathlib.Path(workdir)
+  path = workdir / "config.json"
+  if path.exists():
+    try:
+      return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+      raise CheckpointError(f"{path}: not a JSON config ({e})") from e
+  if not (workdir / "checkpoints").is_dir():
+    return None
+  mngr = _reader(workdir / "checkpoints")
+  try:
+    step = mngr.latest_step()
+    if step is None:
+      return None
+    return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  finally:
+    mngr.close()
+
+
+def check_resumable(workdir, config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigChanged (one line: the fields, both values) when `workdir` holds
+  checkpoints of a run whose config differs from `config` where the state or the recipe
+  depends on it (`configuration.resume_changes`); reads only, writes nothing."""
+  folder = pathlib.Path(workdir) / "checkpoints"
+  if not folder.is_dir():
+    return
+  mngr = _reader(folder)
+  try:
+    if not mngr.all_steps():
+      return  # nothing to resume: the run starts afresh under this config
+  finally:
+    mngr.close()
+  saved = saved_config(workdir)
+  changes = configuration.resume_changes(saved or {}, config.to_dict())
+  if changes:
+    listed = "; ".join(f"{field} {old!r} -> {new!r}" for field, old, new in changes)
+    raise ConfigChanged(
+        f"{workdir}: refusing to resume its run with another config ({listed}; saved -> "
+        f"this run): these fields change the train state or the recipe. Resume with the "
+        f"saved values (its config.json), or train in another --workdir")
+
+
+def _reader(directory) -> ocp.CheckpointManager:
+  """A manager to read `directory` with: no folder created, no temporary one cleaned up, and
+  it is never given a step to save (another run's checkpoints are never touched). Orbax's own
+  read_only option would say so on the terminal, twice."""
+  return ocp.CheckpointManager(
+      pathlib.Path(directory).absolute(),
+      options=ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False,
+                                           best_fn=lambda m: m[BEST_METRIC], best_mode="max"))
+
+
+def load_params_from(path, target_params, target_stats, label_space: str,
+                     which: str = "best"):
   """Params and batch stats of another run's checkpoint, mapped onto this model.
 
-  path: a workdir (its latest checkpoint) or a checkpoint step folder. Label tokens are
-  mapped by AU name from the source run's label space (its saved config) to `label_space`;
-  AUs new to this model keep their fresh initialisation. Every other parameter must exist
-  with the same shape. Returns (params, batch_stats, report dict of loaded/new/dropped).
+  path: a workdir or its checkpoints folder (the checkpoint `which` picks: 'best' by
+  validation mean F1, 'latest' or a step, as Orbax records them: temporary folders of a save
+  cut short and set-aside ones are not checkpoints), or one checkpoint's step folder. Label
+  tokens are mapped by AU name from the source run's label space (its saved config) to
+  `label_space`; AUs new to this model keep their fresh initialisation. Every other parameter
+  must exist with the same shape. Returns (params, batch_stats, report dict of
+  loaded/new/dropped).
   """
   path = pathlib.Path(path)
   if (path / "checkpoints").is_dir():
     path = path / "checkpoints"
-  if path.name != "checkpoints" and (path / "state").is_dir():
-    step_dir = path
+  if (path / "state").is_dir():  # one checkpoint's folder
+    mngr, step = _reader(path.parent), None
+    if path.name.isdigit() and int(path.name) in mngr.all_steps():
+      step = int(path.name)
   else:
-    steps = sorted((p for p in path.glob("[0-9]*") if p.is_dir()), key=lambda p: int(p.name))
-    if not steps:
+    mngr = _reader(path) if path.is_dir() else None
+    step = None
+  try:
+    if mngr is None or not mngr.all_steps():
       raise CheckpointError(f"config.init_from={str(path)!r}: no checkpoint found there")
-    step_dir = steps[-1]
-  source_config = json.loads((step_dir / "config" / "metadata").read_text()) if (
-      step_dir / "config" / "metadata").exists() else None
-  ckptr = ocp.StandardCheckpointer()
-  restored = ckptr.restore(step_dir / "state")
+    if step is None:
+      try:
+        step = select_step(mngr, which)
+      except (FileNotFoundError, ValueError) as e:
+        raise CheckpointError(f"config.init_from={str(path)!r}: {e}") from e
+    step_dir = pathlib.Path(mngr.directory) / str(step)
+    restored_all = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
+  finally:
+    if mngr is not None:
+      mngr.close()
+  source_config, restored = restored_all["config"], restored_all["state"]
   src_params, src_stats = restored["params"], restored.get("batch_stats", {})
   src_space = (source_config or {}).get("data", {}).get("label_space", label_space)
   src_names = aus.names(aus.label_space(src_space))

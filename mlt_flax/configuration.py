@@ -9,7 +9,9 @@ this adds the checks of meaning: names from the known sets, positive sizes, an i
 enough for the backbone, and settings that contradict each other.
 """
 
+import json
 import math
+from typing import Any
 
 import ml_collections
 
@@ -71,6 +73,9 @@ def defaults() -> ml_collections.ConfigDict:
   d.data_dir = "data/tfds"  # where the TFDS datasets are built
   d.frame_stride = 5  # every 5th frame of each video in training and in-training evaluation
   d.frame_size = 112  # frames travel to the devices as uint8 at this size (Aff-Wild2's own)
+  # Every epoch is reshuffled: file order, then a buffer of this many (encoded) frames per
+  # dataset; 0 = the whole epoch, a uniform permutation each epoch (the authors' reshuffle).
+  d.shuffle_buffer = 0
 
   # Augmentation, applied in this order (docs/recipe.md "Data and augmentation").
   a = config.augment = ml_collections.ConfigDict()
@@ -125,6 +130,7 @@ def defaults() -> ml_collections.ConfigDict:
   ck.keep = 3  # keep the last 3 checkpoints, plus the best by validation mean F1
   ck.async_save = True  # write checkpoints in the background while training goes on
   config.init_from = ""  # another run's workdir or checkpoint to start from (pretrain -> fine-tune)
+  config.init_from_checkpoint = "best"  # which of its checkpoints: 'best', 'latest' or a step
 
   # Evaluation (docs/recipe.md "Evaluation (ABAW3 AU track)").
   e = config.eval = ml_collections.ConfigDict()
@@ -133,6 +139,10 @@ def defaults() -> ml_collections.ConfigDict:
   e.smoothing_window = 20  # w_s: centred moving mean of probabilities inside each video
   e.threshold_grid_step = 0.005  # per-AU threshold tuning grid
   e.smoothing_windows = (5, 10, 15, 20, 25)  # windows tried when tuning (authors: 5-25)
+  # `evaluate --protocol=paper`, the authors' figure (src/abaw3_utils.py, __main__): their
+  # threshold grid np.linspace(0, 1, 200) and windows, tuned on the reported split.
+  e.paper_num_thresholds = 200
+  e.paper_windows = (5, 10, 15, 20, 25)
   # If > 0, every evaluation also scores every N-th frame of the evaluation dataset's training
   # split (no augmentation), for the learning curves; 0 = off (Aff-Wild2's is ~1.3M frames).
   e.train_f1_stride = 0
@@ -199,6 +209,41 @@ def plain_cnn_reference(config: ml_collections.ConfigDict,
   t.early_stopping_patience, t.eval_at_start = 0, False
   ref.init_from = ""
   return ref
+
+
+# Fields a run may change when it resumes: they neither shape the train state nor change the
+# recipe it trains by (how long, how often it logs, evaluates or checkpoints, how it is
+# evaluated, where the data lives). Any other difference from the saved config refuses the
+# resume (`resume_changes`, `checkpoints.check_resumable`).
+RESUMABLE_FIELDS = (
+    "train.num_steps", "train.num_epochs", "train.log_every_steps", "train.eval_every_steps",
+    "train.checkpoint_every_steps", "train.profile_steps", "train.early_stopping_patience",
+    "train.on_nonfinite", "train.eval_at_start", "checkpoint.keep", "checkpoint.async_save",
+    "data.data_dir", "eval.", "demo.",
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def resume_changes(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
+  """(field, saved value, this run's value) for each field that differs and is not one of
+  RESUMABLE_FIELDS; both configs as to_dict(). A field the saved config lacks (added to the
+  project since) holds its library default, as `runtime.load_config` reads it."""
+  normal = lambda d: _flat(json.loads(json.dumps(d, default=float)))
+  old, new = {**normal(defaults().to_dict()), **normal(saved)}, normal(current)
+  resumable = lambda f: any(f == r or (r.endswith(".") and f.startswith(r))
+                            for r in RESUMABLE_FIELDS)
+  return [(f, old.get(f, "<absent>"), new.get(f, "<absent>"))
+          for f in sorted(set(old) | set(new))
+          if not resumable(f) and old.get(f, "<absent>") != new.get(f, "<absent>")]
 
 
 class ConfigError(ValueError):
@@ -273,6 +318,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"{len(d.datasets)} split names, one per entry of data.datasets", d.train_splits)
   _check(d.eval_dataset in datasets, "data.eval_dataset", f"one of {datasets}",
          d.eval_dataset)
+  _check(isinstance(d.shuffle_buffer, int) and d.shuffle_buffer >= 0, "data.shuffle_buffer",
+         "an integer >= 0 (0 = the whole epoch)", d.shuffle_buffer)
   for field in ("frame_stride", "frame_size"):
     _check(getattr(d, field) > 0, f"data.{field}", "a positive integer", getattr(d, field))
   partial = any(a not in aus.label_space(n) for n in d.datasets
@@ -330,6 +377,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          e.smoothing_window)
   _check(len(e.smoothing_windows) > 0 and _positive_ints(e.smoothing_windows),
          "eval.smoothing_windows", "positive integers", e.smoothing_windows)
+  _check(isinstance(e.paper_num_thresholds, int) and e.paper_num_thresholds >= 2,
+         "eval.paper_num_thresholds", "an integer >= 2", e.paper_num_thresholds)
+  _check(len(e.paper_windows) > 0 and _positive_ints(e.paper_windows), "eval.paper_windows",
+         "positive integers", e.paper_windows)
   _check(e.train_f1_stride >= 0, "eval.train_f1_stride", "an integer >= 0",
          e.train_f1_stride)
   _check(e.train_f1_stride == 0 or d.eval_dataset in d.datasets, "eval.train_f1_stride",
@@ -337,5 +388,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          "training split is what gets scored)", e.train_f1_stride)
   _check(config.demo.dataset in DEMO_DATASETS, "demo.dataset", f"one of {DEMO_DATASETS}",
          config.demo.dataset)
+  which = str(config.init_from_checkpoint)
+  _check(which in ("best", "latest") or which.isdigit(), "init_from_checkpoint",
+         "'best', 'latest' or a step number", config.init_from_checkpoint)
   _check(config.checkpoint.keep > 0, "checkpoint.keep", "a positive integer",
          config.checkpoint.keep)

@@ -24,8 +24,9 @@ convolutions (mlt_flax/models/fold.py), the transformer, the sigmoid. Computed i
 whatever config.model.dtype the run trained with.
 
 metadata.json: the AU names in output order, the decision thresholds (config.eval.threshold,
-and the per-AU thresholds tuned by `evaluate` with what they were tuned on, when
-<workdir>/eval_validation/report.json exists), the smoothing window, the input and output
+and the one set of per-AU thresholds and window `evaluate` says to ship, verbatim, when
+<workdir>/eval_validation/report.json exists; a report of another checkpoint step is
+refused), the smoothing window, the input and output
 contract, the run's config, the checkpoint step, the package version, and each model file's
 name, size and SHA-256. With --verify (default) both files are reloaded and compared with
 the checkpoint's JAX model on random frames; the differences are recorded there too.
@@ -221,24 +222,34 @@ def _package_version() -> str:
     return "unknown (not installed)"
 
 
-def tuned_thresholds(workdir) -> dict | None:
-  """The thresholds `evaluate` tuned for the run (<workdir>/eval_validation/report.json)."""
+def shipped_thresholds(workdir, step: int) -> dict | None:
+  """The set `evaluate` says to ship (report.json's "shipped"), verbatim; None if no report.
+
+  Raises ExportError if the report scored another checkpoint step than `step`, the one
+  exported, or is not an evaluation report with a shipped set.
+  """
   path = pathlib.Path(workdir) / REPORT
   if not path.exists():
     return None
   try:
-    report = json.loads(path.read_text())
-    return {"raw": report["thresholds_tuned_raw"], "tuned_on": report["tuned_on"],
-            "smoothed": report.get("thresholds_tuned_smoothed"),
-            "smoothing_window_tuned": report.get("window_tuned"),
-            "split": report.get("split"), "checkpoint_step": report.get("checkpoint_step"),
-            "source": str(REPORT)}
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
-    raise ExportError(f"{path}: not an evaluation report ({type(e).__name__}: {e})") from e
+    shipped = json.loads(path.read_text())["shipped"]
+    report_step = int(shipped["checkpoint_step"])
+    {k: float(v) for k, v in shipped["thresholds"].items()}  # pylint: disable=expression-not-assigned
+    int(shipped["window"])
+  except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+    raise ExportError(f"{path}: not an evaluation report with a shipped set of thresholds "
+                      f"({type(e).__name__}: {e}); run mlt_flax.evaluate again") from e
+  if report_step != int(step):
+    raise ExportError(f"{path}: its thresholds were tuned for checkpoint step {report_step}, "
+                      f"but this export is of step {step}; evaluate that checkpoint "
+                      f"(--checkpoint={step}) or export step {report_step}")
+  return shipped
 
 
-def metadata(run: runtime.Run, checkpoint: str, files: dict, verification: dict | None) -> dict:
-  """metadata.json: everything a program needs to use the exported model."""
+def metadata(run: runtime.Run, checkpoint: str, files: dict, verification: dict | None,
+             shipped: dict | None = None) -> dict:
+  """metadata.json: everything a program needs to use the exported model; `shipped` is
+  `shipped_thresholds`' set."""
   config = run.config
   names = run.au_names
   frame = config.data.frame_size
@@ -273,8 +284,7 @@ def metadata(run: runtime.Run, checkpoint: str, files: dict, verification: dict 
           "MLT patch encoder and label decoder, sigmoid",
       ],
       "compute_dtype": "float32",
-      "thresholds": {"default": float(config.eval.threshold),
-                     "tuned": tuned_thresholds(run.workdir)},
+      "thresholds": {"default": float(config.eval.threshold), "shipped": shipped},
       "smoothing_window": int(config.eval.smoothing_window),
       "files": files,
       "verification": verification,
@@ -338,6 +348,7 @@ def export(workdir, output, *, checkpoint: str = "best", formats=FORMATS, opset:
   except (FileNotFoundError, ValueError, checkpoints.CheckpointError) as e:
     message, where = str(e), str(pathlib.Path(workdir))
     raise ExportError(message if message.startswith(where) else f"{where}: {message}") from e
+  shipped = shipped_thresholds(workdir, run.step)  # refused before anything is written
   out = writable_folder(output)
   (out / METADATA_FILE).unlink(missing_ok=True)  # the folder is incomplete until the end
   run.variables = jax.device_get(run.variables)
@@ -366,7 +377,7 @@ def export(workdir, output, *, checkpoint: str = "best", formats=FORMATS, opset:
         jax_version=jax.__version__,
         calling_convention_version=exported.calling_convention_version)
   verification = verify(out, files, run) if check else None
-  meta = metadata(run, checkpoint, files, verification)
+  meta = metadata(run, checkpoint, files, verification, shipped)
   _write_atomic(out / METADATA_FILE, json.dumps(meta, indent=1, default=float).encode())
   return meta
 

@@ -6,7 +6,8 @@ native size, and resizing and augmentation run there, inside the jitted step
 
 Training stream: each dataset's training split -> keep every k-th frame
 -> drop frames with no valid label -> labels mapped to the model's label space (-1 where the
-dataset does not code an AU) -> repeat + seeded shuffle -> mixture with configured weights ->
+dataset does not code an AU) -> a seeded shuffle of each epoch (file order, then a buffer
+of config.data.shuffle_buffer frames, 0 = the whole epoch) -> repeat -> mixture with configured weights ->
 skip the examples of the steps already done (before decoding: a resumed run sees the very
 stream an uninterrupted one would) -> this process's share -> decode -> batch (drop
 remainder) -> prefetch.
@@ -36,7 +37,6 @@ DATASET_MODULES = {
     "bp4d": "mlt_flax.data.bp4d",
     "disfa": "mlt_flax.data.disfa",
 }
-SHUFFLE_BUFFER = 4096  # frames; TFDS already shuffled examples when it wrote the files
 STATS_VERSION = 2  # bump when the cached statistics change meaning
 
 
@@ -88,7 +88,9 @@ def _keep(example, frame_stride: int, require_label: bool, faces_only: bool):
 
 def _raw_split(name: str, data_dir: str, split: str, process_index: int, process_count: int,
                frame_stride: int, require_label: bool, decode_images: bool,
-               faces_only: bool = True) -> tf.data.Dataset:
+               faces_only: bool = True, shuffle_seed: int | None = None) -> tf.data.Dataset:
+  """The split's examples that `_keep` lets through; with `shuffle_seed`, its files in an
+  order drawn anew (from that seed) each time the dataset is iterated."""
   b = builder(name, data_dir)
   for part in split.split("+"):  # TFDS split syntax: "fold1+fold2", "train[:90%]"
     if part.split("[")[0].strip() not in b.info.splits:
@@ -96,8 +98,11 @@ def _raw_split(name: str, data_dir: str, split: str, process_index: int, process
                        f"{sorted(b.info.splits)}")
   my_split = tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
   decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
-  ds = b.as_dataset(split=my_split, shuffle_files=False, decoders=decoders,
-                    read_config=tfds.ReadConfig(add_tfds_id=False))
+  read_config = tfds.ReadConfig(add_tfds_id=False) if shuffle_seed is None else (
+      tfds.ReadConfig(add_tfds_id=False, shuffle_seed=shuffle_seed,
+                      shuffle_reshuffle_each_iteration=True))
+  ds = b.as_dataset(split=my_split, shuffle_files=shuffle_seed is not None,
+                    decoders=decoders, read_config=read_config)
   return ds.filter(lambda ex: _keep(ex, frame_stride, require_label, faces_only))
 
 
@@ -215,12 +220,19 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
   parts = []
   for i, (name, split) in enumerate(zip(d.datasets, d.train_splits)):
     index = label_index(name, d.label_space)
+    seed = config.seed * 1000 + i  # one stream per dataset, all fixed by config.seed
     ds = _raw_split(name, d.data_dir, split, 0, 1, d.frame_stride, True,
-                    decode_images=False)
+                    decode_images=False, shuffle_seed=seed)
     ds = ds.map(lambda ex, index=index: {"image": ex["image"], "labels": ex["labels"],
                                          "index": index})
-    seed = config.seed * 1000 + i  # one stream per dataset, all fixed by config.seed
-    parts.append(ds.repeat().shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True))
+    # Each epoch is a fresh permutation: files in a new order, then a shuffle buffer that
+    # restarts with every epoch (shuffle before repeat). With the buffer holding the whole
+    # epoch (data.shuffle_buffer = 0) the permutation is uniform, as the authors' reshuffle
+    # of their whole training list; all of it drawn from `seed`, so a resumed run sees the
+    # very stream an uninterrupted one would.
+    buffer = d.shuffle_buffer or max(
+        split_stats(name, d.data_dir, split, d.frame_stride, d.label_space).num_frames, 1)
+    parts.append(ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat())
   if len(parts) == 1:
     ds = parts[0]
   else:

@@ -201,6 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   total_steps = config.train.num_steps or int(config.train.num_epochs * steps_per_epoch)
 
   model, lr_fns, tx = runtime.build(config, steps_per_epoch)
+  checkpoints.check_resumable(workdir, config)  # before anything in the workdir is touched
   mngr = checkpoints.manager(workdir, config)
   restored = checkpoints.restore_latest(mngr, runtime.abstract_state(config, dp,
                                                                      steps_per_epoch))
@@ -341,7 +342,8 @@ def _initialise_from_elsewhere(state: runtime.TrainState, config,
   report = None
   if config.init_from:
     params, stats, report = checkpoints.load_params_from(
-        config.init_from, state.params, state.batch_stats, config.data.label_space)
+        config.init_from, state.params, state.batch_stats, config.data.label_space,
+        which=config.init_from_checkpoint)
     print(f"initialised from {report['source']}: label tokens loaded "
           f"{report['loaded_label_tokens']}, new {report['new_label_tokens']}, dropped "
           f"{report['dropped_label_tokens']}")

@@ -10,7 +10,8 @@ docs/recipe.md, "## Evaluation (ABAW3 AU track)": thresholds on a 0.005 grid (0.
   tune_thresholds(...)             per-AU thresholds with the best F1 (ties: nearest 0.5)
   tune_smoothing(...)              the window and its thresholds with the best mean F1
   tune_split(...) -> Tuning        both, for raw and smoothed probabilities, with the tuning
-                                   split's name and fingerprint
+                                   split's name, fingerprint and scores; Tuning.shipped() is
+                                   the one set (window, thresholds) a user should ship
 
 Everything is vectorised over frames, AUs and grid thresholds: a whole split (about a million
 frames) is tuned in well under a second per window.
@@ -149,6 +150,13 @@ def tune_smoothing(probs: ArrayLike,
   Returns:
     (best window, its (T,) thresholds).
   """
+  _, window, thresholds = _tune_smoothing_scored(probs, labels, video_ids, windows, grid_step,
+                                                 face_valid, frames)
+  return window, thresholds
+
+
+def _tune_smoothing_scored(probs, labels, video_ids, windows, grid_step, face_valid, frames):
+  """`tune_smoothing`, with the winning window's mean F1 on the tuning data first."""
   if not windows:
     raise ValueError("windows must hold at least one window")
   grid = threshold_grid(grid_step)
@@ -160,7 +168,7 @@ def tune_smoothing(probs: ArrayLike,
     score = float(f1.max(axis=1).mean())
     if best is None or score > best[0]:
       best = (score, window, thresholds)
-  return best[1], best[2]
+  return best
 
 
 def split_fingerprint(labels, video_ids) -> str:
@@ -186,12 +194,29 @@ class Tuning:
     thresholds_smoothed: (T,) thresholds tuned on probabilities smoothed with ``window``.
     tuned_on: name of the tuning split.
     fingerprint: digest of the tuning split's labels and video ids, or None.
+    score_raw, score_smoothed: the tuning data's mean F1 with ``thresholds_raw`` (raw) and
+      with ``window`` + ``thresholds_smoothed``, or None when not known.
   """
   thresholds_raw: np.ndarray
   window: int
   thresholds_smoothed: np.ndarray
   tuned_on: str
   fingerprint: Optional[str] = None
+  score_raw: Optional[float] = None
+  score_smoothed: Optional[float] = None
+
+  def shipped(self) -> tuple[int, np.ndarray]:
+    """The set a user should ship: (window, thresholds), window 1 meaning no smoothing.
+
+    Of the two tuned sets, the one with the higher mean F1 on the tuning data (never on the
+    frames a report scores); a tie keeps the simpler one, no smoothing.
+    """
+    if self.score_raw is None or self.score_smoothed is None:
+      raise ValueError(f"tuning on {self.tuned_on!r} carries no tuning-data scores: tune it "
+                       "with tuning.tune_split")
+    if self.score_smoothed > self.score_raw:
+      return int(self.window), self.thresholds_smoothed
+    return 1, self.thresholds_raw
 
 
 def tune_split(probs: ArrayLike,
@@ -208,10 +233,92 @@ def tune_split(probs: ArrayLike,
   Args: the tuning split's arrays and its name; the rest as `tune_smoothing`.
   """
   probs, labels = np.asarray(probs), np.asarray(labels)
-  window, thresholds_smoothed = tune_smoothing(probs, labels, video_ids, windows, grid_step,
-                                               face_valid, frames)
-  return Tuning(thresholds_raw=tune_thresholds(probs, labels, grid_step),
+  score_smoothed, window, thresholds_smoothed = _tune_smoothing_scored(
+      probs, labels, video_ids, windows, grid_step, face_valid, frames)
+  f1_raw = f1_on_grid(probs, labels, grid_step)
+  return Tuning(thresholds_raw=_best_thresholds(f1_raw, threshold_grid(grid_step)),
                 window=window,
                 thresholds_smoothed=thresholds_smoothed,
                 tuned_on=tuned_on,
-                fingerprint=split_fingerprint(labels, video_ids))
+                fingerprint=split_fingerprint(labels, video_ids),
+                score_raw=float(f1_raw.max(axis=1).mean()),
+                score_smoothed=score_smoothed)
+
+
+# The authors' evaluation (gtallec/DL_ISIR_ABAW3, src/abaw3_utils.py), for comparison only: it
+# tunes on the frames it scores (docs/recipe.md, "The paper's protocol").
+PAPER_F1_EPS = 1e-7  # their guards in precision, recall and F1
+PAPER_SMOOTHING_EPS = 1e-7  # their guard on the moving mean's denominator
+
+
+def paper_smooth(probs: ArrayLike, video_ids: ArrayLike, frames: ArrayLike, face: ArrayLike,
+                 window: int) -> np.ndarray:
+  """The authors' moving mean: a 'SAME' convolution per video, faceless rows masked in the
+  denominator only.
+
+  Row at frame f of a video gets sum(p over its video's rows with frame in [f - (w - 1) // 2,
+  f + w // 2]) / (number of those rows with a face crop + 1e-7): every row's prediction,
+  faceless ones included, enters the sum (their padding rows are predicted too), while only
+  face rows are counted; even windows reach one frame further forward than back (TF's
+  'SAME' padding: window 20 is 9 back, 10 forward). Rows sorted by (video, frame).
+  """
+  probs = np.asarray(probs, np.float64)
+  frames = np.asarray(frames, np.int64)
+  face = np.asarray(face, bool)
+  _, codes = np.unique(np.asarray(video_ids), return_inverse=True)
+  span = int(frames.max() - frames.min()) + 2 * int(window) + 2 if len(frames) else 1
+  key = codes.astype(np.int64) * span + (frames - (frames.min() if len(frames) else 0))
+  if np.any(np.diff(key) <= 0):
+    raise ValueError("rows must be sorted by (video, frame), each frame once")
+  back, forward = (window - 1) // 2, window // 2
+  lo = np.searchsorted(key, key - back, side="left")
+  hi = np.searchsorted(key, key + forward, side="right")
+  total = np.concatenate([np.zeros((1, probs.shape[1])), np.cumsum(probs, axis=0)])
+  count = np.concatenate([[0], np.cumsum(face)])
+  return (total[hi] - total[lo]) / (count[hi] - count[lo] + PAPER_SMOOTHING_EPS)[:, None]
+
+
+def paper_f1_on_grid(values: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> np.ndarray:
+  """Per-AU F1 (T, G) with the authors' guards, a frame positive when value >= threshold;
+  entries labelled -1 are left out."""
+  f1 = np.zeros((values.shape[1], len(grid)))
+  eps = PAPER_F1_EPS
+  for t in range(values.shape[1]):  # a dozen AUs; frames and thresholds vectorised
+    pos = np.sort(values[labels[:, t] == 1, t])
+    neg = np.sort(values[labels[:, t] == 0, t])
+    tp = len(pos) - np.searchsorted(pos, grid, side="left")
+    fp = len(neg) - np.searchsorted(neg, grid, side="left")
+    fn = len(pos) - tp
+    precision = (tp + eps) / (tp + fp + eps)
+    recall = (tp + eps) / (tp + fn + eps)
+    f1[t] = 2 * precision * recall / (precision + recall + eps)
+  return f1
+
+
+def paper_protocol(probs: ArrayLike, labels: ArrayLike, video_ids: ArrayLike,
+                   frames: ArrayLike, face: ArrayLike, *, windows: Sequence[int],
+                   num_thresholds: int) -> dict:
+  """The authors' figure: window and per-AU thresholds tuned on the very frames scored.
+
+  Thresholds np.linspace(0, 1, num_thresholds) (theirs: 200), the first best per AU; windows
+  in the order given (theirs: 5, 10, 15, 20, 25), the first best mean F1; smoothing
+  `paper_smooth`; F1 `paper_f1_on_grid`. probs are the raw outputs, faceless rows holding
+  the model's output on their placeholder frame (not filled from a neighbour).
+
+  Returns {'window', 'thresholds' (T,), 'per_au' (T,), 'mean'}.
+  """
+  probs, labels = np.asarray(probs), np.asarray(labels)
+  if num_thresholds < 2 or not windows:
+    raise ValueError(f"num_thresholds={num_thresholds}, windows={list(windows)}: expected at "
+                     "least 2 thresholds and one window")
+  grid = np.linspace(0.0, 1.0, int(num_thresholds))
+  best = None
+  for window in windows:
+    f1 = paper_f1_on_grid(paper_smooth(probs, video_ids, frames, face, int(window)), labels,
+                          grid)
+    index = np.argmax(f1, axis=1)
+    per_au = f1[np.arange(len(f1)), index]
+    if best is None or per_au.mean() > best["mean"]:
+      best = {"window": int(window), "thresholds": grid[index], "per_au": per_au,
+              "mean": float(per_au.mean())}
+  return best

@@ -42,6 +42,14 @@ def run_copy(trained, folder: pathlib.Path, **model_changes) -> pathlib.Path:
   return folder
 
 
+def shipped_report(names, step=12):
+  """An evaluation report's shipped set (mlt_flax/evaluate.py, `shipped_entry`)."""
+  return {"tuned_on": TUNED_ON, "checkpoint_step": step, "shipped": {
+      "thresholds": {n: 0.3 + 0.01 * i for i, n in enumerate(names)}, "window": 15,
+      "tuned_on": "validation (all its recordings)", "checkpoint_step": step,
+      "scored": {"split": "validation", "row": "optimistic/shipped", "mean_f1": 0.25}}}
+
+
 @pytest.fixture(scope="module")
 def exported(trained, report, tmp_path_factory):
   """(run, export folder, metadata): the tiny trained run, with the report `evaluate` wrote
@@ -74,15 +82,13 @@ def test_metadata_says_what_a_program_needs(exported):
   assert "BlazeFace" in meta["input"]["description"]  # today's crops, not the Haar cropper
   assert "FaceCropper" not in meta["input"]["description"]
   assert meta["output"]["shape"] == ["N", 12] and meta["output"]["dtype"] == "float32"
-  assert meta["thresholds"]["default"] == 0.5
-  # What evaluate wrote for this run is what the export carries.
+  # What evaluate wrote for this run is what the export carries: its shipped set, verbatim
+  # (and nothing else: no set that nobody scored).
   written = json.loads((run.workdir / "eval_validation" / "report.json").read_text())
-  tuned = meta["thresholds"]["tuned"]
-  assert tuned["tuned_on"] == written["tuned_on"] and "cross-video" in tuned["tuned_on"]
-  assert tuned["raw"] == written["thresholds_tuned_raw"] and len(tuned["raw"]) == 12
-  assert tuned["smoothed"] == written["thresholds_tuned_smoothed"]
-  assert tuned["split"] == written["split"] == "validation"
-  assert tuned["checkpoint_step"] == written["checkpoint_step"] == meta["source"]["step"]
+  assert meta["thresholds"] == {"default": 0.5, "shipped": written["shipped"]}
+  shipped = meta["thresholds"]["shipped"]
+  assert len(shipped["thresholds"]) == 12 and shipped["scored"]["split"] == "validation"
+  assert shipped["checkpoint_step"] == written["checkpoint_step"] == meta["source"]["step"]
   assert meta["smoothing_window"] == run.config.eval.smoothing_window
   assert on_disk["config"] == json.loads(json.dumps(run.config.to_dict()))
   assert meta["source"]["step"] == run.step == 12
@@ -99,8 +105,24 @@ def test_metadata_says_what_a_program_needs(exported):
                                                   "model.onnx", "model.stablehlo"]
 
 
-def test_no_report_no_tuned_thresholds(tmp_path):
-  assert export.tuned_thresholds(tmp_path) is None
+def test_no_report_no_shipped_thresholds(tmp_path):
+  assert export.shipped_thresholds(tmp_path, 12) is None
+
+
+def test_a_report_of_another_checkpoint_step_is_refused_before_anything_is_written(
+    trained, tmp_path):
+  workdir = run_copy(trained, tmp_path / "run")
+  names = runtime.au_names(runtime.load_config(workdir))
+  (workdir / "eval_validation").mkdir()
+  (workdir / "eval_validation" / "report.json").write_text(
+      json.dumps(shipped_report(names, step=6)))
+  with pytest.raises(export.ExportError, match="tuned for checkpoint step 6, but this export "
+                                               "is of step 12"):
+    export.export(workdir, tmp_path / "out", checkpoint="latest")
+  assert not (tmp_path / "out").exists()
+  (workdir / "eval_validation" / "report.json").write_text(json.dumps({"tuned_on": "x"}))
+  with pytest.raises(export.ExportError, match="not an evaluation report with a shipped set"):
+    export.shipped_thresholds(workdir, 12)
 
 
 def test_onnx_runtime_equals_jax_on_face_crops_and_random_frames(exported):

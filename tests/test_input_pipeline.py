@@ -120,6 +120,33 @@ def test_resumed_stream_equals_the_uninterrupted_one(config):
     np.testing.assert_array_equal(got["labels"], expected["labels"])
 
 
+def stream_frames(config, num):
+  """The first `num` frames of the training stream, each as the digest of its pixels."""
+  batches = input_pipeline.train_iterator(config, local_batch_size=4)
+  out = []
+  while len(out) < num:
+    out += [hash(image.tobytes()) for image in next(batches)["image"]]
+  return out[:num]
+
+
+def test_every_epoch_is_a_fresh_full_permutation_of_the_training_frames(config):
+  # The authors reshuffle their whole training list every epoch: each epoch of the stream
+  # holds every kept frame exactly once, in an order of its own; the same order again for
+  # the same seed (what makes a resumed run exact).
+  n = input_pipeline.split_stats("abaw3_au", config.data.data_dir, "train",
+                                 config.data.frame_stride, config.data.label_space).num_frames
+  assert n >= 8
+  frames = stream_frames(config, 3 * n)
+  epochs = [frames[k * n:(k + 1) * n] for k in range(3)]
+  assert len(set(epochs[0])) == n  # the synthetic frames are all different images
+  for epoch in epochs[1:]:
+    assert sorted(epoch) == sorted(epochs[0])  # every frame once
+  assert epochs[0] != epochs[1] and epochs[1] != epochs[2]  # reshuffled every epoch
+  assert stream_frames(config, 3 * n) == frames  # seeded
+  config.seed = 1
+  assert stream_frames(config, n) != epochs[0]
+
+
 def test_processes_share_out_the_same_global_batches(config):
   # Global batch s holds the same frames whatever the number of processes.
   whole = input_pipeline.train_iterator(config, local_batch_size=8)

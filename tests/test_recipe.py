@@ -24,6 +24,7 @@ import pytest
 from configs import abaw3
 from configs import demo
 from configs import from_scratch
+from configs import pretrain_authors_abaw3
 from configs import pretrain_bp4d_disfa
 from configs import pretrain_mixture
 from configs import tiny
@@ -40,7 +41,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "docs" / "recipe.md"
 FIELD_TABLE_HEADER = ("field", "value", "paper", "authors' code", "why / notes")
 CONFIG_MODULES = {"abaw3": abaw3, "pretrain_bp4d_disfa": pretrain_bp4d_disfa,
-                  "pretrain_mixture": pretrain_mixture, "demo": demo, "tiny": tiny,
+                  "pretrain_mixture": pretrain_mixture,
+                  "pretrain_authors_abaw3": pretrain_authors_abaw3, "demo": demo, "tiny": tiny,
                   "from_scratch": from_scratch}
 OWNER = re.compile(r"`configs/(\w+)\.py`.*\boverrides\b", re.S)
 
@@ -180,7 +182,8 @@ def test_every_default_has_exactly_one_row_with_its_value(rows):
   assert wrong == {}, "(recipe value, config value)"
 
 
-@pytest.mark.parametrize("name", ["pretrain_bp4d_disfa", "pretrain_mixture", "demo", "tiny",
+@pytest.mark.parametrize("name", ["pretrain_bp4d_disfa", "pretrain_mixture",
+                                  "pretrain_authors_abaw3", "demo", "tiny",
                                   "from_scratch"])
 def test_every_override_has_exactly_one_row_with_its_value(rows, name):
   # "`configs/pretrain_bp4d_disfa.py` overrides these fields:" and so on, for each config
@@ -409,7 +412,8 @@ def test_the_report_follows_the_evaluation_rows_and_the_challenge_protocol(rows,
   report = evaluate.evaluate(workdir, out_dir=tmp_path)
   assert report["threshold_fixed"] == config.eval.threshold
   assert report["window_fixed"] == config.eval.smoothing_window
-  assert set(report["window_tuned"]) <= set(config.eval.smoothing_windows)
+  assert report["window_tuned"] in config.eval.smoothing_windows
+  assert all(f["window_tuned"] in config.eval.smoothing_windows for f in report["folds"])
   step = row_value(table["eval.threshold_grid_step"])
   grid = tuning.threshold_grid(step)
   assert grid[0] == pytest.approx(step) and grid[-1] == pytest.approx(1 - step)

@@ -1,6 +1,10 @@
 """The data-parallel train step and the train_and_evaluate loop, on 8 fake CPU devices."""
 
 import json
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,7 @@ from mlt_flax import runtime
 from mlt_flax import train
 
 NUM_LABELS = 12
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def quiet(config):
@@ -94,7 +99,16 @@ def test_tiny_training_runs_end_to_end_and_the_loss_goes_down(trained):
   per_au = {k: v for k, v in summary["final_eval"].items() if k.startswith("val_f1/")}
   assert sorted(per_au) == sorted(f"val_f1/AU{a}" for a in aus.AFFWILD2)
   assert summary["final_eval"]["mean_f1"] == pytest.approx(np.mean(list(per_au.values())))
-  assert summary["best_step"] in (6, 12) and summary["nonfinite_steps"] == 0
+  # Each checkpoint records its evaluation's validation mean F1, and the best checkpoint is
+  # the step with the highest one recorded (ties to the latest, as Orbax ranks them).
+  recorded = {p["step"]: json.loads((workdir / "checkpoints" / str(p["step"]) / "metrics" /
+                                     "metrics").read_text())[checkpoints.BEST_METRIC]
+              for p in summary["evaluations"]}
+  assert recorded == {p["step"]: p["val_mean_f1"] for p in summary["evaluations"]}
+  assert summary["best_step"] == max(recorded, key=lambda step: (recorded[step], step))
+  assert checkpoints.select_step(checkpoints.manager(workdir, trained[0]), "best") == (
+      summary["best_step"])
+  assert summary["nonfinite_steps"] == 0
   assert len(summary["param_digest"]) == 16
   assert (workdir / "summary.json").exists() and (workdir / "config.json").exists()
   assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()
@@ -166,16 +180,90 @@ def test_fine_tune_from_another_run_maps_label_tokens_by_name(trained):
                                 source["params"]["backbone"]["tokens"]["conv"]["kernel"])
 
 
-def test_fine_tune_run_starts_from_the_source(trained, synthetic_tfds, tmp_path, capsys):
+def source_params(workdir, which="best"):
+  """The params of a run's checkpoint `which`, as its Orbax manager records them."""
+  config = runtime.load_config(workdir)
+  mngr = checkpoints.manager(workdir, config)
+  return jax.device_get(mngr.restore(checkpoints.select_step(mngr, which))["state"]["params"])
+
+
+def test_fine_tune_run_starts_from_the_source(trained, synthetic_tfds, tmp_path):
+  # Every group frozen: the run's step-1 checkpoint holds exactly the params it started from.
   _, source_dir, _ = trained
   config = loop_config(synthetic_tfds, num_steps=1, eval_every_steps=1,
                        checkpoint_every_steps=1)
   config.data.label_space = "union17"
   config.augment.mixup = False
+  config.optim.frozen = ("backbone", "patch_encoder", "label_decoder")
   config.init_from = str(source_dir)
   train.train_and_evaluate(config, str(tmp_path))
-  out = capsys.readouterr().out
-  assert "initialised from" in out and "new ['AU5', 'AU9', 'AU14', 'AU17', 'AU20']" in out
+  started = source_params(tmp_path, "latest")
+  source = source_params(source_dir, "best")
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(started),
+                          jax.tree.leaves(source)):
+    if "label_tokens" not in jax.tree_util.keystr(path):
+      np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+  tokens = started["label_decoder"]["label_tokens"]
+  src_tokens = source["label_decoder"]["label_tokens"]
+  for i, au in enumerate(aus.UNION17):
+    if au in aus.AFFWILD2:
+      np.testing.assert_array_equal(tokens[i], src_tokens[aus.AFFWILD2.index(au)])
+
+
+def copy_run(source, folder):
+  """A copy of a run's workdir (config.json and checkpoints)."""
+  shutil.copytree(source, folder, ignore=shutil.ignore_patterns("events.out.*", "*.png"))
+  return folder
+
+
+def test_init_from_picks_the_best_checkpoint_as_orbax_records_it(trained, tmp_path):
+  # A save cut short leaves an Orbax temporary folder; an unreadable checkpoint is set aside
+  # as 'N.unreadable': neither is a checkpoint. The best one is the one Orbax ranks best.
+  config, source_dir, _ = trained
+  source = copy_run(source_dir, tmp_path / "source")
+  (source / "checkpoints" / "13.orbax-checkpoint-tmp-1700000000").mkdir()
+  (source / "checkpoints" / "14.unreadable").mkdir()
+  # Step 6 recorded as the best (the tiny run's evaluations may tie): best is not latest.
+  (source / "checkpoints" / "6" / "metrics" / "metrics").write_text(
+      json.dumps({checkpoints.BEST_METRIC: 0.5}))
+  model = models.build_model(config.model, num_labels=12)
+  fresh = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))
+  mngr = checkpoints.manager(source_dir, config)
+  for which, step in (("best", 6), ("latest", 12), ("12", 12)):
+    params, _, report = checkpoints.load_params_from(
+        source, fresh["params"], fresh["batch_stats"], "abaw3_au", which=which)
+    assert report["source"].endswith(f"/checkpoints/{step}"), (which, report["source"])
+    want = jax.device_get(mngr.restore(step)["state"]["params"])
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(a, b)
+  assert (source / "checkpoints" / "13.orbax-checkpoint-tmp-1700000000").is_dir()  # untouched
+  with pytest.raises(checkpoints.CheckpointError, match="no checkpoint for step 7"):
+    checkpoints.load_params_from(source, fresh["params"], fresh["batch_stats"], "abaw3_au",
+                                 which="7")
+
+
+def test_resuming_with_another_model_stops_in_one_line_touching_nothing(trained,
+                                                                        synthetic_tfds,
+                                                                        tmp_path):
+  # configs/tiny.py trained with model.d_model 16, then the same workdir with 32.
+  _, source_dir, _ = trained
+  workdir = copy_run(source_dir, tmp_path / "run")
+  before = {p.relative_to(workdir): p.read_bytes() for p in sorted(workdir.rglob("*"))
+            if p.is_file() and (p.name == "config.json" or "checkpoints" in p.parts)}
+  r = subprocess.run(
+      [sys.executable, "-m", "mlt_flax.main", "--config=configs/tiny.py",
+       f"--workdir={workdir}", f"--config.data.data_dir={synthetic_tfds}",
+       "--config.train.batch_size=16", "--config.train.num_steps=20",
+       "--config.model.d_model=32"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 1, r.stderr[-3000:]
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"error: {workdir}: refusing to resume"), (
+      r.stderr[-3000:])
+  assert "model.d_model 16 -> 32" in lines[0]
+  after = {p.relative_to(workdir): p.read_bytes() for p in sorted(workdir.rglob("*"))
+           if p.is_file() and (p.name == "config.json" or "checkpoints" in p.parts)}
+  assert after == before  # checkpoints and config.json byte for byte
 
 
 def test_init_from_a_mismatched_model_names_the_parameter(trained, synthetic_tfds, tmp_path):
