@@ -27,7 +27,6 @@ remaining one is harmless (an equivalent mutant: same results for every input).
 Run it under `nice -n 19`: it is CPU-bound, one pytest run per mutant.
 """
 
-import argparse
 import ast
 import copy
 import json
@@ -39,6 +38,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from absl import flags
+
+from benchmarks import cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # module -> the fast tests that specify it (run with -x: the first failure kills the mutant).
@@ -209,18 +212,19 @@ def worker(module: str, only_lines, timeout: float, sample: int = 1, offset: int
                           verdict=verdict)), flush=True)
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--modules", default=",".join(TESTS))
-  parser.add_argument("--only", default="",
-                      help="module:line[,module:line]: only the mutants on those lines")
-  parser.add_argument("--timeout", type=float, default=120)
-  parser.add_argument("--out", default="")
-  parser.add_argument("--sample", type=int, default=1,
-                      help="run every SAMPLE-th mutant only (a quick check on a busy machine)")
-  parser.add_argument("--offset", type=int, default=0, help="which of the SAMPLE shares")
-  parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
-  args = parser.parse_args(argv)
+def _define_flags() -> None:
+  flags.DEFINE_list("modules", list(TESTS), "Modules of mlt_flax/ to mutate.")
+  flags.DEFINE_string("only", "", "module:line[,module:line]: only the mutants on those lines.")
+  flags.DEFINE_float("timeout", 120, "Seconds a mutant's tests may take.")
+  flags.DEFINE_string("out", "", "Also write every mutant's verdict here (JSON).")
+  flags.DEFINE_integer("sample", 1, "Run every SAMPLE-th mutant only (a quick check on a busy "
+                       "machine).")
+  flags.DEFINE_integer("offset", 0, "Which of the SAMPLE shares.")
+  flags.DEFINE_string("worker", "", "Internal: the module a forked worker mutates.")
+
+
+def main():
+  args = flags.FLAGS
   only = [tuple(x.split(":")) for x in args.only.split(",") if x]
   if args.worker:
     worker(args.worker, {int(line) for m, line in only if m == args.worker}, args.timeout,
@@ -238,7 +242,7 @@ def main(argv=None):
       os.symlink((REPO / "data" / "assets").resolve(), root / "data" / "assets")
     env = dict(os.environ, PYTHONPATH=str(root),
                XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    for module in args.modules.split(","):
+    for module in args.modules:
       if only and module not in {m for m, _ in only}:
         continue
       with subprocess.Popen(
@@ -267,4 +271,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(_define_flags, main)

@@ -42,6 +42,9 @@ def run_copy(trained, folder: pathlib.Path, **model_changes) -> pathlib.Path:
   return folder
 
 
+TUNED_ON = "cross-video (validation recordings in two halves, ...)"
+
+
 def shipped_report(names, step=12):
   """An evaluation report's shipped set (mlt_flax/evaluate.py, `shipped_entry`)."""
   return {"tuned_on": TUNED_ON, "checkpoint_step": step, "shipped": {
@@ -207,9 +210,11 @@ def read_csv(path):
   return lines[0].split(","), [l.split(",") for l in lines[1:]]
 
 
-def test_predict_model_writes_the_jax_paths_csv(trained, exported, tmp_path):
-  _, workdir, _ = trained
-  _, out, _ = exported
+def test_predict_model_writes_the_jax_paths_csv(exported, tmp_path):
+  # The run the export was made from, with the report evaluate wrote: both paths apply the
+  # same shipped thresholds and window.
+  run, out, _ = exported
+  workdir = run.workdir
   video = str(assets.path("single_face.mp4"))
   (want,) = predict.predict(workdir, video, tmp_path / "jax", smooth=True, abaw=True)
   (got,) = predict.predict(None, video, tmp_path / "onnx", smooth=True, abaw=True,
