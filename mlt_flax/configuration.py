@@ -223,11 +223,12 @@ RESUMABLE_FIELDS = (
 )
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{'model.d_model': 16, ...}: a config's to_dict() as one level of dotted field names."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
+      out.update(flatten(v, f"{prefix}{k}."))
     else:
       out[f"{prefix}{k}"] = v
   return out
@@ -237,7 +238,7 @@ def resume_changes(saved: dict, current: dict) -> list[tuple[str, Any, Any]]:
   """(field, saved value, this run's value) for each field that differs and is not one of
   RESUMABLE_FIELDS; both configs as to_dict(). A field the saved config lacks (added to the
   project since) holds its library default, as `runtime.load_config` reads it."""
-  normal = lambda d: _flat(json.loads(json.dumps(d, default=float)))
+  normal = lambda d: flatten(json.loads(json.dumps(d, default=float)))
   old, new = {**normal(defaults().to_dict()), **normal(saved)}, normal(current)
   resumable = lambda f: any(f == r or (r.endswith(".") and f.startswith(r))
                             for r in RESUMABLE_FIELDS)

@@ -16,16 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _flat(config) -> dict:
-  out = {}
-
-  def walk(node, prefix):
-    for key, value in node.items():
-      if hasattr(value, "items"):
-        walk(value, f"{prefix}{key}.")
-      else:
-        out[f"{prefix}{key}"] = value
-  walk(config.to_dict(), "")
-  return out
+  return configuration.flatten(config.to_dict())
 
 
 @pytest.mark.parametrize("name", sorted(ablations.VARIANTS))

@@ -9,8 +9,13 @@ PACKAGE = ROOT / "mlt_flax"
 
 def imported_modules(path: pathlib.Path) -> set[str]:
   """Every module a file imports, as dotted names ('from a import b' gives 'a' and 'a.b')."""
+  return _names(ast.walk(ast.parse(path.read_text())))
+
+
+def _names(nodes) -> set[str]:
+  """The modules the import statements among `nodes` name."""
   names = set()
-  for node in ast.walk(ast.parse(path.read_text())):
+  for node in nodes:
     if isinstance(node, ast.Import):
       names.update(a.name for a in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module:
@@ -47,15 +52,7 @@ HEAVY = ("jax", "flax", "tensorflow", "tensorflow_datasets", "orbax", "optax",
 
 def top_level_imports(path: pathlib.Path) -> set[str]:
   """The modules a file imports at module level (not inside functions)."""
-  tree = ast.parse(path.read_text())
-  names = set()
-  for node in tree.body:
-    if isinstance(node, ast.Import):
-      names.update(a.name for a in node.names)
-    elif isinstance(node, ast.ImportFrom) and node.module:
-      names.add(node.module)
-      names.update(f"{node.module}.{a.name}" for a in node.names)
-  return names
+  return _names(ast.parse(path.read_text()).body)
 
 
 def test_the_serving_floor_imports_no_training_stack_and_no_cycle():
