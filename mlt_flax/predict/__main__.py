@@ -44,7 +44,8 @@ def define_flags():
                     "alignment).")
   flags.DEFINE_integer("detect_every", tracking.DEFAULT_DETECT_EVERY, "With blazeface: run "
                        "the detector every N frames (faces in between are followed by their "
-                       "landmarks); a face walking in is found within N frames.")
+                       "landmarks); a face walking in is found within N frames (one small enough to need the "
+                       "tiles within 3N: docs/faces.md).")
   flags.DEFINE_list("frame_counts", [], "For a cropped_aligned folder: VIDEO:N,... the frame "
                     "count of each video's source (its ABAW file gets N lines).")
   flags.DEFINE_string("source_videos", None, "For a cropped_aligned folder: the folder of the "
