@@ -191,7 +191,7 @@ def test_cli_flags_are_defined_only_when_run_and_each_has_help():
   assert result.stdout.startswith(synthetic_cli.__doc__.split("\n")[0]), result.stdout[:500]
   helps = dict(re.findall(r"^  --(?:\[no\])?(\w+): (.+)$", result.stdout, re.M))
   assert set(helps) == {"out_dir", "seed", "num_train_videos", "num_val_videos",
-                        "frames_per_video", "image_size", "num_workers", "overwrite",
+                        "num_test_videos", "frames_per_video", "image_size", "num_workers", "overwrite",
                         "contact_sheet"}, helps
   assert all(len(text) > 10 for text in helps.values()), helps
 
