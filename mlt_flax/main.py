@@ -68,13 +68,17 @@ def main(argv):
   try:
     if FLAGS.mode == "demo":
       from mlt_flax import demo  # pylint: disable=g-import-not-at-top
-      demo.run(config, FLAGS.workdir)
+      run_mode = demo.run
     elif FLAGS.mode == "photo_demo":
       from mlt_flax import photo_demo  # pylint: disable=g-import-not-at-top
-      photo_demo.run(config, FLAGS.workdir)
+      run_mode = photo_demo.run
     else:
       from mlt_flax import train  # pylint: disable=g-import-not-at-top
-      train.train_and_evaluate(config, FLAGS.workdir)
+      run_mode = train.train_and_evaluate
+    # TensorFlow and TFDS came with the mode's module, after setup: their logs go to the
+    # file and TFDS's progress bars stay off the terminal.
+    console.libraries_loaded()
+    run_mode(config, FLAGS.workdir)
   except (configuration.ConfigError, FileNotFoundError, FloatingPointError,
           checkpoints.CheckpointError) as e:
     console.exit_with_error(e)
