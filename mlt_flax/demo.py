@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import pathlib
+import re
 import time
 
 from absl import logging
@@ -60,7 +61,15 @@ def prepare_data(config: ml_collections.ConfigDict) -> float:
                        num_test_videos=d.num_test_videos or None,
                        frames_per_video=d.frames_per_video or None)
   console.stage(f"TFDS build of abaw3_au -> {config.data.data_dir}")
-  build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)
+  # The build's whole story (TFDS's own lines, each split's positive rates and faceless
+  # frames) goes to the log; the terminal keeps the summary's line per split.
+  with contextlib.redirect_stdout(io.StringIO()) as story:
+    build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)
+  logging.info("TFDS build of abaw3_au:\n%s", story.getvalue())
+  for line in story.getvalue().splitlines():
+    if line.startswith("abaw3_au build summary") or re.match(r"  \w+: \d+ videos", line):
+      print(line)
+  print("  (positive rates and frames without a face crop, per split: in the full log)")
   return t_start
 
 
