@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import pathlib
-import re
 import time
 
 from absl import logging
@@ -66,10 +65,12 @@ def prepare_data(config: ml_collections.ConfigDict) -> float:
   with contextlib.redirect_stdout(io.StringIO()) as story:
     build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)
   logging.info("TFDS build of abaw3_au:\n%s", story.getvalue())
-  for line in story.getvalue().splitlines():
-    if line.startswith("abaw3_au build summary") or re.match(r"  \w+: \d+ videos", line):
+  lines = story.getvalue().splitlines()
+  for line in lines:  # not TFDS's own lines, nor the summary's indented details
+    if line.strip() and not line.startswith(("    ", "Downloading and preparing", "Dataset ")):
       print(line)
-  print("  (positive rates and frames without a face crop, per split: in the full log)")
+  if any(line.startswith("    ") for line in lines):
+    print("  (positive rates and frames without a face crop, per split: in the full log)")
   return t_start
 
 
