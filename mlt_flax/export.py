@@ -58,6 +58,7 @@ from mlt_flax import checkpoints
 from mlt_flax import cli
 from mlt_flax import export_format
 from mlt_flax import quantize as quantize_lib
+from mlt_flax import reports
 from mlt_flax import runtime
 from mlt_flax.models import fold
 
@@ -70,7 +71,6 @@ INPUT_NAME, OUTPUT_NAME = export_format.INPUT_NAME, export_format.OUTPUT_NAME
 BATCH_DIM = export_format.BATCH_DIM
 OPSET = 17  # see docs/export.md: the lowest opset this graph needs, read by every ONNX engine
 PLATFORMS = ("cpu", "cuda")  # the StableHLO is lowered for these (jax.export multi-platform)
-REPORT = pathlib.Path("eval_validation") / "report.json"  # evaluate's default report
 VERIFY_FRAMES = 3
 VERIFY_TOLERANCE = 1e-4  # max |p_exported - p_jax| accepted at export (measured: ~1e-6)
 
@@ -223,22 +223,18 @@ def _package_version() -> str:
 
 
 def shipped_thresholds(workdir, step: int) -> dict | None:
-  """The set `evaluate` says to ship (report.json's "shipped"), verbatim; None if no report.
+  """The set `evaluate` says to ship (reports.read_shipped), verbatim; None if no report.
 
   Raises ExportError if the report scored another checkpoint step than `step`, the one
   exported, or is not an evaluation report with a shipped set.
   """
-  path = pathlib.Path(workdir) / REPORT
-  if not path.exists():
-    return None
   try:
-    shipped = json.loads(path.read_text())["shipped"]
-    report_step = int(shipped["checkpoint_step"])
-    {k: float(v) for k, v in shipped["thresholds"].items()}  # pylint: disable=expression-not-assigned
-    int(shipped["window"])
-  except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-    raise ExportError(f"{path}: not an evaluation report with a shipped set of thresholds "
-                      f"({type(e).__name__}: {e}); run mlt_flax.evaluate again") from e
+    shipped, path = reports.read_shipped(workdir)
+  except ValueError as e:
+    raise ExportError(str(e)) from e
+  if shipped is None:
+    return None
+  report_step = int(shipped["checkpoint_step"])
   if report_step != int(step):
     raise ExportError(f"{path}: its thresholds were tuned for checkpoint step {report_step}, "
                       f"but this export is of step {step}; evaluate that checkpoint "

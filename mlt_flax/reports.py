@@ -20,6 +20,9 @@ from mlt_flax import metrics
 from mlt_flax import tuning as tuning_lib
 from mlt_flax.metrics import ArrayLike
 
+# Where `evaluate` writes its report by default, under the run's workdir.
+REPORT = pathlib.Path("eval_validation") / "report.json"
+
 # The four scorings of a report, in the order of its CSV columns and figure bars.
 SCORINGS = ("fixed_raw", "fixed_smoothed", "tuned_raw", "tuned_smoothed")
 
@@ -160,3 +163,22 @@ def write_report(report: dict[str, Any], out_dir: Union[str, pathlib.Path]) -> N
   means = [f"{report['scores'][s]['mean']:.6f}" for s in SCORINGS]
   lines.append(",".join(["mean", *means, "", ""]))
   (out_dir / "per_au_f1.csv").write_text("\n".join(lines) + "\n")
+
+
+def read_shipped(workdir) -> tuple[Optional[dict], pathlib.Path]:
+  """(the set `evaluate` says to ship, verbatim, or None without a report; the report's path)
+  from <workdir>/REPORT: {'thresholds': {AU: t}, 'window': int, 'checkpoint_step': int, ...}.
+
+  Raises ValueError, starting with the path, for a file that is not an evaluation report
+  with a shipped set (e.g. one written before reports had one).
+  """
+  path = pathlib.Path(workdir) / REPORT
+  if not path.is_file():
+    return None, path
+  try:
+    shipped = json.loads(path.read_text())["shipped"]
+    int(shipped["checkpoint_step"])
+  except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    raise ValueError(f"{path}: not an evaluation report with a shipped set of thresholds "
+                     f"({type(e).__name__}: {e}); run mlt_flax.evaluate again") from e
+  return shipped, path

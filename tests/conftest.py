@@ -65,6 +65,26 @@ def loop_config(data_dir, **train_fields):
   return config
 
 
+def tiny_digit_sweep_flags(data, **videos) -> list[str]:
+  """A benchmark sweep's flags for the digit-videos config at test size: generated under
+  `data`, the tiny model, small batches; `videos` sets config.demo's video counts."""
+  counts = dict(num_train_videos=2, num_val_videos=2, **videos)
+  return ["--config=configs/demo_digits.py", f"--config.demo.synthetic_dir={data / 'digits'}",
+          f"--config.data.data_dir={data / 'tfds'}",
+          *(f"--config.demo.{k}={v}" for k, v in counts.items()),
+          "--config.demo.frames_per_video=30",
+          "--config.model.small_cnn_widths=(8,16,16)", "--config.model.small_cnn_features=16",
+          "--config.model.d_model=16", "--config.model.num_heads=2",
+          "--config.model.mlp_dim=32", "--config.train.batch_size=8",
+          "--config.eval.batch_size=16"]
+
+
+def flat(config) -> dict:
+  """A ConfigDict as {'model.d_model': 16, ...}."""
+  from mlt_flax import configuration  # pylint: disable=g-import-not-at-top
+  return configuration.flatten(config.to_dict())
+
+
 @pytest.fixture(scope="session")
 def trained(synthetic_tfds, tmp_path_factory):
   """A whole tiny training on the synthetic set, on 8 devices: 12 steps, 2 checkpoints.

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from conftest import flat
+from conftest import tiny_digit_sweep_flags
+
 from benchmarks import ablations
 from configs import demo
 from mlt_flax import configuration
@@ -15,16 +18,12 @@ from mlt_flax import configuration
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _flat(config) -> dict:
-  return configuration.flatten(config.to_dict())
-
-
 @pytest.mark.parametrize("name", sorted(ablations.VARIANTS))
 def test_a_variant_is_the_config_with_its_change_only(name):
   base = demo.get_config()
   config = ablations.variant_config(base, name, steps=60)
   configuration.validate(config)
-  changed = {k for k, v in _flat(config).items() if _flat(base)[k] != v}
+  changed = {k for k, v in flat(config).items() if flat(base)[k] != v}
   schedule = {"train.num_steps", "train.eval_every_steps", "train.checkpoint_every_steps"}
   assert changed - schedule == set(ablations.VARIANTS[name][1])
   assert config.train.num_steps == 60
@@ -67,16 +66,9 @@ def test_the_table_row_is_the_best_and_the_last_evaluation():
 @pytest.mark.slow  # two trainings in a subprocess
 def test_a_sweep_trains_each_run_prints_the_table_and_resumes(tmp_path):
   data = tmp_path / "data"
-  args = [sys.executable, "-m", "benchmarks.ablations", "--config=configs/demo_digits.py",
-          f"--workdir={tmp_path / 'sweep'}", "--steps=2", "--only=demo,no_dice",
-          f"--markdown_out={tmp_path / 'table.md'}",
-          f"--config.demo.synthetic_dir={data / 'digits'}",
-          f"--config.data.data_dir={data / 'tfds'}", "--config.demo.num_train_videos=2",
-          "--config.demo.num_val_videos=2", "--config.demo.frames_per_video=30",
-          "--config.model.small_cnn_widths=(8,16,16)", "--config.model.small_cnn_features=16",
-          "--config.model.d_model=16", "--config.model.num_heads=2",
-          "--config.model.mlp_dim=32", "--config.train.batch_size=8",
-          "--config.eval.batch_size=16"]
+  args = [sys.executable, "-m", "benchmarks.ablations", f"--workdir={tmp_path / 'sweep'}",
+          "--steps=2", "--only=demo,no_dice", f"--markdown_out={tmp_path / 'table.md'}",
+          *tiny_digit_sweep_flags(data)]
   r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   result = json.loads((tmp_path / "sweep" / "ablations.json").read_text())

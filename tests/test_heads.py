@@ -9,15 +9,14 @@ import sys
 
 import pytest
 
+from conftest import flat
+from conftest import tiny_digit_sweep_flags
+
 from benchmarks import heads
 from configs import demo
 from mlt_flax import configuration
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _flat(config) -> dict:
-  return configuration.flatten(config.to_dict())
 
 
 @pytest.mark.parametrize("backbone", ["small_cnn", "plain_cnn"])
@@ -28,7 +27,7 @@ def test_the_two_models_of_a_backbone_differ_in_their_head_only(backbone):
   for config in (mlt, pooled):
     configuration.validate(config)
   assert (mlt.model.head, pooled.model.head) == ("mlt", "pooled")
-  a, b = _flat(mlt), _flat(pooled)
+  a, b = flat(mlt), flat(pooled)
   assert {k for k in a if a[k] != b[k]} == {"model.head"}
 
 
@@ -46,7 +45,7 @@ def test_the_config_recipe_on_the_plain_cnn_changes_the_backbone_only():
   base = demo.get_config()
   config = heads.model_config(base, "plain_cnn_mlt_config_recipe", seed=0, steps_per_epoch=50)
   small = heads.model_config(base, "small_cnn_mlt", seed=0, steps_per_epoch=50)
-  a, b = _flat(config), _flat(small)
+  a, b = flat(config), flat(small)
   assert {k for k in a if a[k] != b[k]} == {"model.backbone"}  # the widths: the default's
   assert tuple(config.model.plain_cnn_widths) == (32, 64, 128, 128)
   configuration.validate(config)
@@ -55,7 +54,7 @@ def test_the_config_recipe_on_the_plain_cnn_changes_the_backbone_only():
 def test_the_small_cnn_keeps_the_configs_recipe():
   base = demo.get_config()
   config = heads.model_config(base, "small_cnn_mlt", seed=2, steps_per_epoch=50)
-  changed = {k for k, v in _flat(config).items() if _flat(base)[k] != v}
+  changed = {k for k, v in flat(config).items() if flat(base)[k] != v}
   assert changed <= {"seed", "train.num_steps", "train.num_epochs", "train.eval_every_steps",
                      "train.checkpoint_every_steps", "train.early_stopping_patience",
                      "train.eval_at_start", "eval.train_f1_stride"}
@@ -127,18 +126,10 @@ def test_one_seed_gives_no_verdict_and_a_broken_line_is_named(tmp_path):
 @pytest.mark.slow  # two trainings in child processes
 def test_a_sweep_scores_the_best_checkpoint_on_test_writes_a_line_per_run_and_resumes(tmp_path):
   data = tmp_path / "data"
-  args = [sys.executable, "-m", "benchmarks.heads", "--config=configs/demo_digits.py",
-          f"--workdir={tmp_path / 'sweep'}", "--seeds=1", "--max_epochs=2", "--patience=1",
-          "--cap_minutes=8", "--only=small_cnn_mlt,small_cnn_pooled",
-          f"--markdown_out={tmp_path / 'table.md'}",
-          f"--config.demo.synthetic_dir={data / 'digits'}",
-          f"--config.data.data_dir={data / 'tfds'}", "--config.demo.num_train_videos=2",
-          "--config.demo.num_val_videos=2", "--config.demo.num_test_videos=2",
-          "--config.demo.frames_per_video=30",
-          "--config.model.small_cnn_widths=(8,16,16)", "--config.model.small_cnn_features=16",
-          "--config.model.d_model=16", "--config.model.num_heads=2",
-          "--config.model.mlp_dim=32", "--config.train.batch_size=8",
-          "--config.eval.batch_size=16"]
+  args = [sys.executable, "-m", "benchmarks.heads", f"--workdir={tmp_path / 'sweep'}",
+          "--seeds=1", "--max_epochs=2", "--patience=1", "--cap_minutes=8",
+          "--only=small_cnn_mlt,small_cnn_pooled", f"--markdown_out={tmp_path / 'table.md'}",
+          *tiny_digit_sweep_flags(data, num_test_videos=2)]
   r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
   runs = heads.read_runs(tmp_path / "sweep")

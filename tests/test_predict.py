@@ -451,6 +451,18 @@ def test_predict_applies_the_runs_shipped_thresholds_and_window(trained, tmp_pat
   assert abaw == [r[14:26] for r in rows]
 
 
+def test_a_set_tuned_on_another_checkpoint_is_not_applied(trained, tmp_path, capsys):
+  # The report's set was tuned for step 12 (the best); predicting with step 6's weights must
+  # not apply it: its thresholds were never scored on that checkpoint's outputs.
+  workdir = run_with_report(trained, tmp_path / "run", {"shipped": SHIPPED})
+  folder = crop_folder(tmp_path / "clip", random_crops(2, seed=3))
+  (summary,) = predict.predict(workdir, str(folder), tmp_path / "out", checkpoint="6")
+  assert summary["thresholds"] == "fixed"
+  terminal = capsys.readouterr().out
+  assert "its set was tuned for checkpoint step 12, not this step 6" in terminal
+  assert "thresholds fixed (0.5; window 1)" in terminal
+
+
 def test_tuned_without_a_shipped_set_falls_back_to_fixed_with_one_warning(capsys):
   decisions, warning = outputs.choose_decisions(
       "tuned", None, AUS, default_threshold=0.5, config_window=5, smooth=True,

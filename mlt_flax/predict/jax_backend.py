@@ -4,33 +4,15 @@ Imports JAX, and through mlt_flax.runtime the input pipeline (TensorFlow): predi
 this module only for --workdir (mlt_flax.predict.backends.OnnxBackend serves --model).
 """
 
-import json
-import pathlib
-
 import jax
 import numpy as np
 
 from mlt_flax import augment
+from mlt_flax import reports
 from mlt_flax import runtime
 from mlt_flax.models import mlt
 from mlt_flax.predict import backends
 from mlt_flax.predict import outputs
-
-REPORT = pathlib.Path("eval_validation") / "report.json"  # evaluate's default report
-
-
-def shipped_set(workdir) -> tuple[dict | None, str]:
-  """(the report's shipped thresholds and window, or None; the report's path), from
-  <workdir>/eval_validation/report.json: {'thresholds': {AU: t}, 'window': int, ...}."""
-  path = pathlib.Path(workdir) / REPORT
-  if not path.is_file():
-    return None, str(path)
-  try:
-    report = json.loads(path.read_text())
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
-  return (report.get("shipped") if isinstance(report, dict) else None), str(path)
-
 
 class JaxBackend(backends.Backend):
   """A run's checkpoint, ready for batch inference on this process's devices."""
@@ -47,7 +29,13 @@ class JaxBackend(backends.Backend):
                                                "eval.batch_size")
     self.frame_size = self.config.data.frame_size
     if workdir is not None:
-      self.shipped, self.shipped_where = shipped_set(workdir)
+      self.shipped, path = reports.read_shipped(workdir)
+      self.shipped_where = str(path)
+      if self.shipped is not None and int(self.shipped["checkpoint_step"]) != self.step:
+        # Thresholds tuned on another checkpoint's outputs were never scored on this one's.
+        self.shipped_where = (f"{path} (its set was tuned for checkpoint step "
+                              f"{self.shipped['checkpoint_step']}, not this step {self.step})")
+        self.shipped = None
     model = runtime.build_model(self.config)
     self.predict = runtime.predict_fn(self.config, self.dp, model)
     image_size = self.config.model.image_size
