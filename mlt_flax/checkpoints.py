@@ -299,9 +299,13 @@ def load_params_from(path, target_params, target_stats, label_space: str,
   if (path / "checkpoints").is_dir():
     path = path / "checkpoints"
   if (path / "state").is_dir():  # one checkpoint's folder
-    mngr, step = _reader(path.parent), None
-    if path.name.isdigit() and int(path.name) in mngr.all_steps():
-      step = int(path.name)
+    mngr = _reader(path.parent)
+    steps = mngr.all_steps()
+    if not (path.name.isdigit() and int(path.name) in steps):
+      mngr.close()  # a set-aside or temporary folder: never its parent's best instead
+      raise CheckpointError(f"config.init_from={str(path)!r}: not a checkpoint Orbax records "
+                            f"(the checkpoints there: {list(steps) or 'none'})")
+    step = int(path.name)
   else:
     mngr = _reader(path) if path.is_dir() else None
     step = None

@@ -240,6 +240,13 @@ def test_init_from_picks_the_best_checkpoint_as_orbax_records_it(trained, tmp_pa
   with pytest.raises(checkpoints.CheckpointError, match="no checkpoint for step 7"):
     checkpoints.load_params_from(source, fresh["params"], fresh["batch_stats"], "abaw3_au",
                                  which="7")
+  # Naming a set-aside folder itself is refused, not answered with its parent's best.
+  shutil.copytree(source / "checkpoints" / "12", source / "checkpoints" / "15.unreadable",
+                  dirs_exist_ok=True)
+  with pytest.raises(checkpoints.CheckpointError, match="15.unreadable'?: not a checkpoint "
+                     "Orbax records"):
+    checkpoints.load_params_from(source / "checkpoints" / "15.unreadable", fresh["params"],
+                                 fresh["batch_stats"], "abaw3_au")
 
 
 def test_resuming_with_another_model_stops_in_one_line_touching_nothing(trained,
