@@ -44,7 +44,6 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 
 from absl import flags
 import cv2
@@ -119,15 +118,18 @@ def _tracker(f, model: str = "full", **detector_kwargs) -> tracking.MultiFaceTra
                                    face_models.FaceMesh(), detect_every=f.detect_every)
 
 
-def face_finding(f, frames: list[np.ndarray]) -> None:
+DEFAULT, WHOLE = ("BlazeFace full range + FaceMesh + align (default, tiles)",
+                  "  the same, whole frame only (min_face=None)")
+
+
+def face_finding(f, frames: list[np.ndarray], no_face: list[np.ndarray]) -> dict:
+  """Prints table 1; returns its face finders by label."""
   photo = [media.read_image(assets.path("multi_face.jpg"))]
-  no_face = list(media.read_video(assets.path("no_face.mp4")))
   finders = {"Haar cascade + box crop (every frame, one face)": faces.FaceCropper(),
-             "BlazeFace full range + FaceMesh + align (default, tiles)": _tracker(f),
-             "  the same, whole frame only (min_face=None)": _tracker(f, min_face=None),
+             DEFAULT: _tracker(f), WHOLE: _tracker(f, min_face=None),
              "BlazeFace short range + FaceMesh + align (option)": _tracker(f, "short")}
   height, width = frames[0].shape[:2]
-  tiles = len(face_models.FaceDetector("full").tiles(width, height))
+  tiles = len(finders[DEFAULT].detector.tiles(width, height))
   print(f"1. face finding on decoded frames; {f.video}: {len(frames)} frames of "
         f"{width}x{height} (default: {tiles} tiles beside the whole frame, faces down to "
         f"{face_models.DEFAULT_MIN_FACE:.0f} px); tflite runtime {face_models.interpreter_name()}")
@@ -135,23 +137,28 @@ def face_finding(f, frames: list[np.ndarray]) -> None:
         f"{'no_face':>9s}")
   for label, finder in finders.items():
     list(finder.track(frames[:2]))  # warm-up: first invocations allocate
-    cpu = time.process_time()
-    found, fps = timing.per_second(lambda finder=finder: _faces_found(finder, frames))
-    cpu_fps = len(frames) / (time.process_time() - cpu)
+    found = {}
+
+    def run(finder=finder) -> int:
+      found["video"] = _faces_found(finder, frames)
+      return len(frames)
+    _, fps, cpu_fps = timing.per_second_and_cpu_second(run)
+    found = found["video"]
     print(f"{label:62s}{fps:9.1f}{cpu_fps:10.1f}{found:7d}{_faces_found(finder, photo):7d}"
           f"{_faces_found(finder, no_face):9d}")
   print(f"  (per CPU s: frames over the process's CPU seconds, what a core of its own would "
         f"give, near enough, when the machine is shared; video: frames with a face of "
         f"{len(frames)}; multi: faces found of the 5 of multi_face.jpg; no_face: frames with a "
         "face of no_face.mp4's)")
+  return finders
 
 
-def source_faces(first_frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def source_faces(first_frame: np.ndarray, whole) -> list[tuple[np.ndarray, np.ndarray]]:
   """(image, landmark box (x0, y0, x1, y1)) of every face of RECALL_PHOTOS and first_frame:
   the full-range detector on the whole image (the close-ups: the short-range one), FaceMesh's
-  landmarks refined once."""
-  mesh = face_models.FaceMesh()
-  detectors = [face_models.FaceDetector("full", min_face=None), face_models.FaceDetector("short")]
+  landmarks refined once; `whole` is a whole-frame tracker whose models are reused."""
+  mesh = whole.mesh
+  detectors = [whole.detector, face_models.FaceDetector("short")]
   found = []
   for image in [media.read_image(assets.path(n)) for n in RECALL_PHOTOS] + [first_frame]:
     detections = next((d for d in (det.detect(image) for det in detectors) if d), [])
@@ -210,10 +217,10 @@ def _frames_found(tracker, frames, truth) -> int:
   return len(hits)
 
 
-def small_faces(f, frames: list[np.ndarray]) -> None:
-  sources = source_faces(frames[0])
-  trackers = {"tiles": _tracker(f), "whole": _tracker(f, min_face=None)}
-  no_face = list(media.read_video(assets.path("no_face.mp4")))
+def small_faces(f, frames: list[np.ndarray], no_face: list[np.ndarray], finders: dict) -> None:
+  """Prints table 1b with table 1's default and whole-frame trackers."""
+  trackers = {"tiles": finders[DEFAULT], "whole": finders[WHOLE]}
+  sources = source_faces(frames[0], trackers["whole"])
   found = {}  # (size, tracker, width) -> frames found
   speed = {}  # (size, tracker) -> frames/s over all the clips
   cpu_speed = {}  # (size, tracker) -> frames per CPU second over all the clips
@@ -228,9 +235,7 @@ def small_faces(f, frames: list[np.ndarray]) -> None:
         for width, per_face in clips.items():
           found[size, name, width] = sum(_frames_found(tracker, *clip) for clip in per_face)
         return sum(len(clip[0]) for per_face in clips.values() for clip in per_face)
-      cpu = time.process_time()
-      count, speed[size, name] = timing.per_second(run)
-      cpu_speed[size, name] = count / (time.process_time() - cpu)
+      _, speed[size, name], cpu_speed[size, name] = timing.per_second_and_cpu_second(run)
     del clips, backgrounds
   total = len(sources) * f.recall_frames
   print(f"\n1b. small faces: frames found of {total} ({len(sources)} real faces x "
@@ -329,8 +334,9 @@ def main() -> None:
   f = flags.FLAGS
   video = assets.path(f.video)
   frames = list(media.read_video(video))
-  face_finding(f, frames)
-  small_faces(f, frames)
+  no_face = list(media.read_video(assets.path("no_face.mp4")))
+  finders = face_finding(f, frames, no_face)
+  small_faces(f, frames, no_face, finders)
   if f.face_finding_only:
     return
   with tempfile.TemporaryDirectory() as tmp:
