@@ -35,7 +35,6 @@ tuned for", holds what this printed.
 
 import contextlib
 import json
-import os
 import pathlib
 import shutil
 import signal
@@ -89,11 +88,13 @@ def _define_flags() -> None:
   flags.mark_flags_as_required(["config", "workdir"])
 
 
-def model_config(config, name: str, seed: int, steps_per_epoch: int, *, max_epochs: int = 100,
+def model_config(config, name: str, seed: int, train_frames: int, *, max_epochs: int = 100,
                  eval_every_epochs: float = 1.0, patience: int = 4):
   """The config of model `name`, seed `seed`: `config`'s data, the model's backbone, head and
-  recipe, trained by epochs with early stopping on validation."""
+  recipe, trained by epochs of its own batch size over `train_frames` frames, with early
+  stopping on validation."""
   from mlt_flax import configuration  # pylint: disable=g-import-not-at-top
+  from mlt_flax import input_pipeline  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   if name not in MODELS:
     raise KeyError(f"unknown model {name!r}; expected one of {list(MODELS)}")
@@ -112,7 +113,8 @@ def model_config(config, name: str, seed: int, steps_per_epoch: int, *, max_epoc
   out.seed = seed
   t = out.train
   t.num_steps, t.num_epochs = 0, max_epochs
-  t.eval_every_steps = max(int(round(eval_every_epochs * steps_per_epoch)), 1)
+  per_epoch = input_pipeline.steps_per_epoch(train_frames, t.batch_size)
+  t.eval_every_steps = max(int(round(eval_every_epochs * per_epoch)), 1)
   t.checkpoint_every_steps = t.eval_every_steps
   t.early_stopping_patience = patience  # also saves a checkpoint, with its score, per evaluation
   t.eval_at_start = False
@@ -120,14 +122,10 @@ def model_config(config, name: str, seed: int, steps_per_epoch: int, *, max_epoc
   return out
 
 
-def steps_per_epoch(config) -> int:
-  """Steps per epoch of `config`'s training frames (as train.train_and_evaluate counts)."""
+def train_frames(config) -> int:
+  """The training frames of `config`'s datasets (what an epoch passes over)."""
   from mlt_flax import input_pipeline  # pylint: disable=g-import-not-at-top
-  d = config.data
-  frames = sum(input_pipeline.split_stats(n, d.data_dir, split, d.frame_stride,
-                                          d.label_space).num_frames
-               for n, split in zip(d.datasets, d.train_splits))
-  return max(frames // config.train.batch_size, 1)
+  return sum(s.num_frames for s in input_pipeline.train_split_stats(config))
 
 
 def run_capped(command: list[str], cap_s: float, log_path, env=None) -> str:
@@ -227,23 +225,26 @@ def _child(config, workdir: pathlib.Path, spec: str) -> None:
   """Trains one run in workdir (its SIGTERM handler checkpoints and exits 0 at the cap)."""
   from mlt_flax import train  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  name, seed, per_epoch = spec.split(":")
+  name, seed, frames = spec.split(":")
   train.train_and_evaluate(model_config(
-      config, name, int(seed), int(per_epoch), max_epochs=f.max_epochs,
+      config, name, int(seed), int(frames), max_epochs=f.max_epochs,
       eval_every_epochs=f.eval_every_epochs, patience=f.patience), workdir)
 
 
-def run_one(config, workdir: pathlib.Path, name: str, seed: int, per_epoch: int) -> dict:
+def run_one(config, workdir: pathlib.Path, name: str, seed: int, frames: int) -> dict:
   """Trains model `name` with `seed` under the cap in a child process, scores its best
   checkpoint on the test split; returns its runs.jsonl line."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from mlt_flax import evaluate  # pylint: disable=g-import-not-at-top
+  from mlt_flax import input_pipeline  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
+  per_epoch = input_pipeline.steps_per_epoch(  # at the model's own batch size
+      frames, model_config(config, name, seed, frames).train.batch_size)
   run_dir = workdir / f"{name}_seed{seed}"
   shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run starts again, cap and all
   run_dir.mkdir(parents=True)
   command = [sys.executable, "-m", "benchmarks.heads",
-             f"--config={config_flags.get_config_filename(f['config'])}", f"--workdir={run_dir}", f"--child={name}:{seed}:{per_epoch}",
+             f"--config={config_flags.get_config_filename(f['config'])}", f"--workdir={run_dir}", f"--child={name}:{seed}:{frames}",
              f"--max_epochs={f.max_epochs}", f"--eval_every_epochs={f.eval_every_epochs}",
              f"--patience={f.patience}"]
   command += [a for a in sys.argv[1:] if a.startswith("--config.")]  # the config's overrides
@@ -305,13 +306,13 @@ def main() -> None:
   console.setup(workdir)
   demo.prepare_data(f.config)
   require_test_split(f.config)
-  per_epoch = steps_per_epoch(f.config)
+  frames = train_frames(f.config)
   done = {(r["model"], r["seed"]) for r in read_runs(workdir)}
   todo = [(n, s) for n in names for s in range(f.seeds) if (n, s) not in done]
   console.stage(f"{len(todo)} run{'s' * (len(todo) != 1)} to do ({len(done)} done), each "
                 f"capped at {f.cap_minutes:g} min -> {workdir}")
   for name, seed in todo:
-    run = run_one(f.config, workdir, name, seed, per_epoch)
+    run = run_one(f.config, workdir, name, seed, frames)
     append_run(workdir, run)
     print(f"{name} seed {seed}: test mean F1 {run['test_f1']:.3f} (best validation "
           f"{run['val_f1']:.3f} at step {run['best_step']} of {run['steps']}; "
@@ -324,5 +325,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   cli.run(_define_flags, main)

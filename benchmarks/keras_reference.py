@@ -40,15 +40,15 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import heads  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-MODEL = "keras_textbook_cnn"  # its name in runs.jsonl
-WIDTHS = (32, 64, 128, 128)
+MODEL = heads.KERAS  # its name in runs.jsonl
+WIDTHS = heads.TEXTBOOK_WIDTHS  # the plain CNN's, so that heads' table compares like with like
 DROPOUT = 0.2
 TRANSLATE = 0.1  # of the side, each axis
 LEARNING_RATE = 1e-3
 BATCH = 32
 THRESHOLD = 0.5
 SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set", "test": "Test_Set"}
-PROTOCOL = "test split, challenge protocol (every labelled frame), threshold 0.5, no smoothing"
+PROTOCOL = heads.PROTOCOL
 
 
 def read_split(root, split: str, image_size: int) -> dict:
@@ -141,11 +141,16 @@ def challenge_f1(probs: np.ndarray, data: dict) -> float:
   return float(metrics.f1_scores(filled, data["labels"][order], THRESHOLD)[1])
 
 
+def read_splits(root, image_size: int) -> dict:
+  """{split: read_split(...)} of the three splits."""
+  return {s: read_split(root, s, image_size) for s in SPLIT_FOLDERS}
+
+
 def run_seed(root, seed: int, *, image_size: int, cap_s: float, max_epochs: int,
              patience: int, splits: dict | None = None) -> dict:
   """Trains and scores one seed; returns its runs.jsonl line."""
   start = time.perf_counter()
-  splits = splits or {s: read_split(root, s, image_size) for s in SPLIT_FOLDERS}
+  splits = splits or read_splits(root, image_size)
   train, val, test = splits["train"], splits["validation"], splits["test"]
   keras.utils.set_random_seed(seed)
   model = build_model(image_size, train["labels"].shape[1])
@@ -201,7 +206,7 @@ def main() -> None:
     if seed in done:
       continue
     if splits is None:
-      splits = {s: read_split(f.root, s, f.image_size) for s in SPLIT_FOLDERS}
+      splits = read_splits(f.root, f.image_size)
     run = run_seed(f.root, seed, image_size=f.image_size, cap_s=f.cap_minutes * 60,
                    max_epochs=f.max_epochs, patience=f.patience, splits=splits)
     heads.append_run(workdir, run)

@@ -184,6 +184,18 @@ def split_stats(name: str, data_dir: str, split: str, frame_stride: int,
   return stats
 
 
+def train_split_stats(config: ml_collections.ConfigDict) -> list[SplitStats]:
+  """split_stats of each of config.data's training datasets, in order."""
+  d = config.data
+  return [split_stats(n, d.data_dir, split, d.frame_stride, d.label_space)
+          for n, split in zip(d.datasets, d.train_splits)]
+
+
+def steps_per_epoch(num_frames: int, batch_size: int) -> int:
+  """Training steps in one pass over num_frames frames at a global batch_size (at least 1)."""
+  return max(num_frames // batch_size, 1)
+
+
 def has_partial_labels(config: ml_collections.ConfigDict) -> bool:
   """Whether some dataset lacks some AU of the label space (then mixup is off)."""
   return any((label_index(n, config.data.label_space) < 0).any() for n in config.data.datasets)

@@ -178,7 +178,7 @@ def format_table(result: dict[str, Any]) -> str:
   rows.append(f"{'mean':<6}{result['mean_f1']:>8.3f}{result['mean_chance_f1']:>8.3f}"
               f"{result['train_mean_f1']:>10.3f}")
   rows.append(f"({result['num_train']} train / {result['num_val']} "
-              f"{result.get('split', 'validation')} frames with a "
+              f"{result['split']} frames with a "
               "face; F1 pooled over frames, threshold 0.5 on the probability)")
   return "\n".join(rows)
 

@@ -192,12 +192,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   local_batch = dp.local_batch_size(config.train.batch_size)
   dp.local_batch_size(config.eval.batch_size, "eval.batch_size")  # checked before training
 
-  stats = [input_pipeline.split_stats(n, config.data.data_dir, split,
-                                      config.data.frame_stride, config.data.label_space)
-           for n, split in zip(config.data.datasets, config.data.train_splits)]
+  stats = input_pipeline.train_split_stats(config)
   train_frames = sum(s.num_frames for s in stats)
   weights = input_pipeline.mixture_frequency_weights(stats, config.data.weights)
-  steps_per_epoch = max(train_frames // config.train.batch_size, 1)
+  steps_per_epoch = input_pipeline.steps_per_epoch(train_frames, config.train.batch_size)
   total_steps = config.train.num_steps or int(config.train.num_epochs * steps_per_epoch)
 
   model, lr_fns, tx = runtime.build(config, steps_per_epoch)

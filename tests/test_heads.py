@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("backbone", ["small_cnn", "plain_cnn"])
 def test_the_two_models_of_a_backbone_differ_in_their_head_only(backbone):
   base = demo.get_config()
-  mlt, pooled = (heads.model_config(base, f"{backbone}_{head}", seed=1, steps_per_epoch=50)
+  mlt, pooled = (heads.model_config(base, f"{backbone}_{head}", seed=1, train_frames=1600)
                  for head in ("mlt", "pooled"))
   for config in (mlt, pooled):
     configuration.validate(config)
@@ -33,7 +33,7 @@ def test_the_two_models_of_a_backbone_differ_in_their_head_only(backbone):
 
 def test_the_plain_cnn_is_the_textbook_net_and_recipe_at_the_mlts_input_size():
   base = demo.get_config()
-  config = heads.model_config(base, "plain_cnn_pooled", seed=0, steps_per_epoch=50)
+  config = heads.model_config(base, "plain_cnn_pooled", seed=0, train_frames=1600)
   assert config.model.backbone == "plain_cnn"
   assert tuple(config.model.plain_cnn_widths) == (32, 64, 128, 128)
   assert config.model.image_size == base.model.image_size == 112
@@ -43,8 +43,8 @@ def test_the_plain_cnn_is_the_textbook_net_and_recipe_at_the_mlts_input_size():
 
 def test_the_config_recipe_on_the_plain_cnn_changes_the_backbone_only():
   base = demo.get_config()
-  config = heads.model_config(base, "plain_cnn_mlt_config_recipe", seed=0, steps_per_epoch=50)
-  small = heads.model_config(base, "small_cnn_mlt", seed=0, steps_per_epoch=50)
+  config = heads.model_config(base, "plain_cnn_mlt_config_recipe", seed=0, train_frames=1600)
+  small = heads.model_config(base, "small_cnn_mlt", seed=0, train_frames=1600)
   a, b = flat(config), flat(small)
   assert {k for k in a if a[k] != b[k]} == {"model.backbone"}  # the widths: the default's
   assert tuple(config.model.plain_cnn_widths) == (32, 64, 128, 128)
@@ -53,7 +53,7 @@ def test_the_config_recipe_on_the_plain_cnn_changes_the_backbone_only():
 
 def test_the_small_cnn_keeps_the_configs_recipe():
   base = demo.get_config()
-  config = heads.model_config(base, "small_cnn_mlt", seed=2, steps_per_epoch=50)
+  config = heads.model_config(base, "small_cnn_mlt", seed=2, train_frames=1600)
   changed = {k for k, v in flat(config).items() if flat(base)[k] != v}
   assert changed <= {"seed", "train.num_steps", "train.num_epochs", "train.eval_every_steps",
                      "train.checkpoint_every_steps", "train.early_stopping_patience",
@@ -62,16 +62,27 @@ def test_the_small_cnn_keeps_the_configs_recipe():
 
 
 def test_every_run_trains_by_epochs_and_stops_early_on_validation():
-  config = heads.model_config(demo.get_config(), "small_cnn_pooled", seed=0, steps_per_epoch=97,
+  config = heads.model_config(demo.get_config(), "small_cnn_pooled", seed=0, train_frames=3104,
                               max_epochs=30, eval_every_epochs=0.5, patience=3)
   t = config.train
   assert (t.num_steps, t.num_epochs, t.early_stopping_patience) == (0, 30, 3)
   assert t.eval_every_steps == t.checkpoint_every_steps == 48  # every half epoch
 
 
+def test_an_epoch_is_counted_at_each_models_own_batch_size():
+  # The plain CNN trains at its textbook batch (configuration.REFERENCE_BATCH), the small CNN
+  # at the config's: 800 frames are 100 steps of 8 and 25 of 32.
+  base = demo.get_config()
+  base.train.batch_size = 8
+  small = heads.model_config(base, "small_cnn_mlt", seed=0, train_frames=800)
+  plain = heads.model_config(base, "plain_cnn_mlt", seed=0, train_frames=800)
+  assert (small.train.batch_size, small.train.eval_every_steps) == (8, 100)
+  assert (plain.train.batch_size, plain.train.eval_every_steps) == (32, 25)
+
+
 def test_an_unknown_model_is_refused():
   with pytest.raises(KeyError, match="unknown model 'small_cnn_attention'"):
-    heads.model_config(demo.get_config(), "small_cnn_attention", seed=0, steps_per_epoch=1)
+    heads.model_config(demo.get_config(), "small_cnn_attention", seed=0, train_frames=32)
 
 
 def test_the_cap_sends_sigterm_and_the_run_ends_as_preempted(tmp_path):
