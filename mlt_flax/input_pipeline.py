@@ -20,6 +20,7 @@ can be put in (video, frame) order.
 import dataclasses
 import importlib
 import json
+import os
 import pathlib
 from typing import Iterator
 
@@ -178,9 +179,12 @@ def split_stats(name: str, data_dir: str, split: str, frame_stride: int,
   ds = ds.map(lambda ex: _map_labels(ex["labels"], index)).batch(4096)
   labels = np.concatenate([x for x in tfds.as_numpy(ds)] or [np.zeros((0, len(index)))])
   stats = SplitStats(len(labels), (labels == 1).sum(0), (labels >= 0).sum(0))
-  cache.write_text(json.dumps({"version": STATS_VERSION, "num_frames": stats.num_frames,
-                               "positives": stats.positives.tolist(),
-                               "valid": stats.valid.tolist()}))
+  # Written whole or not at all (another process may read the cache meanwhile).
+  tmp = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+  tmp.write_text(json.dumps({"version": STATS_VERSION, "num_frames": stats.num_frames,
+                             "positives": stats.positives.tolist(),
+                             "valid": stats.valid.tolist()}))
+  os.replace(tmp, cache)
   return stats
 
 

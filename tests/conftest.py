@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import fcntl  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402  (after the XLA flags)
 
@@ -63,6 +64,23 @@ def loop_config(data_dir, **train_fields):
   for k, v in train_fields.items():
     setattr(config.train, k, v)
   return config
+
+
+@pytest.fixture(autouse=True)
+def no_global_seeds_left_behind():
+  """A test that seeds the global random states (keras.utils.set_random_seed does, as a
+  script should) must not change later tests on its worker: a seeded tf.data shuffle
+  combines its seed with TensorFlow's global one, and the session-shared tiny training is
+  trained on whichever worker comes first. Each test leaves them as it found them."""
+  import random  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  py_state, np_state = random.getstate(), np.random.get_state()
+  yield
+  tf = sys.modules.get("tensorflow")
+  if tf is not None:
+    tf.random.set_seed(None)
+  random.setstate(py_state)
+  np.random.set_state(np_state)
 
 
 def tiny_digit_sweep_flags(data, **videos) -> list[str]:

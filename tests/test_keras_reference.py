@@ -15,20 +15,6 @@ from mlt_flax import metrics
 from mlt_flax.data import digit_videos
 
 
-@pytest.fixture(autouse=True)
-def no_global_seeds_left_behind():
-  """keras_reference seeds Keras's globals (Python, NumPy, TensorFlow), as a script should;
-  in the test process that would leak into later tests on this worker (a tf.data shuffle's
-  op seed combines with TensorFlow's global seed), so each test here clears them after."""
-  import random  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  py_state, np_state = random.getstate(), np.random.get_state()
-  yield
-  tf.random.set_seed(None)
-  random.setstate(py_state)
-  np.random.set_state(np_state)
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
   rng = np.random.default_rng(0)
