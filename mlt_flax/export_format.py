@@ -15,7 +15,6 @@ FORMAT_VERSION = 1
 ONNX_FILE, ONNX_INT8_FILE = "model.onnx", "model.int8.onnx"
 STABLEHLO_FILE, METADATA_FILE = "model.stablehlo", "metadata.json"
 INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "images", "probs", "N"
-ONNX_ENTRIES = ("onnx", "onnx_int8")  # metadata['files'] keys of ONNX models, float first
 
 
 def sha256(path) -> str:
