@@ -104,9 +104,8 @@ def cross_video_report(pred: dict, *, au_names, split: str, cfg,
     smoothed = metrics.smooth(probs[rep], video[rep], tuned.window, frames=frames[rep])
     shifted_smooth[rep] = smoothed - tuned.thresholds_smoothed + cfg.threshold
 
-  def scored(p):
-    per_au, mean = metrics.f1_scores(p, labels, cfg.threshold)
-    return {"per_au": dict(zip(au_names, map(float, per_au))), "mean": float(mean)}
+  def scored(p, thresholds=cfg.threshold):
+    return reports.scored(p, labels, thresholds, au_names)
 
   smoothed_fixed = metrics.smooth(probs, video, cfg.smoothing_window, frames=frames)
   # What a user ships: the set tuned on the whole split. Its score on the same frames is
@@ -115,8 +114,9 @@ def cross_video_report(pred: dict, *, au_names, split: str, cfg,
                             windows=cfg.smoothing_windows, grid_step=cfg.threshold_grid_step,
                             frames=frames)
   window, thresholds = whole.shipped()
-  shipped_probs = metrics.smooth(probs, video, window, frames=frames) if window > 1 else probs
-  per_au, mean = metrics.f1_scores(shipped_probs, labels, thresholds)
+  shipped_probs = (probs if window == 1 else smoothed_fixed if window == cfg.smoothing_window
+                   else metrics.smooth(probs, video, window, frames=frames))
+  shipped_row = scored(shipped_probs, thresholds)
   return {
       "split": split,
       "tuned_on": f"{CROSS_VIDEO} ({split} recordings in two halves, each scored with "
@@ -136,10 +136,9 @@ def cross_video_report(pred: dict, *, au_names, split: str, cfg,
       "optimistic": {SHIPPED_ROW: {
           "description": f"{OPTIMISTIC} (the shipped set: window {window}, thresholds tuned "
                          f"on all of {split})",
-          "window": int(window), "per_au": dict(zip(au_names, map(float, per_au))),
-          "mean": float(mean)}},
+          "window": int(window), **shipped_row}},
       "shipped": shipped_entry(whole, au_names, checkpoint_step=checkpoint_step, split=split,
-                               row=f"optimistic/{SHIPPED_ROW}", mean_f1=float(mean)),
+                               row=f"optimistic/{SHIPPED_ROW}", mean_f1=shipped_row["mean"]),
   }
 
 
@@ -161,8 +160,7 @@ def secondary_scores(view: dict, keep: np.ndarray, *, au_names, cfg, description
                             frames=view["frame"][keep])
   out = {"description": description, "num_frames": int(keep.sum())}
   for name, probs in (("fixed_raw", p), ("fixed_smoothed", smoothed)):
-    per_au, mean = metrics.f1_scores(probs, y, cfg.threshold)
-    out[name] = {"per_au": dict(zip(au_names, map(float, per_au))), "mean": float(mean)}
+    out[name] = reports.scored(probs, y, cfg.threshold, au_names)
   return out
 
 

@@ -52,9 +52,10 @@ def _refuse_self_tuning(split: str, tuned_on: str, labels, video_ids, tune_array
                      "labels and videos (same fingerprint); tune on a held-out split")
 
 
-def _scored(probs, labels, thresholds, au_names) -> dict[str, Any]:
+def scored(probs, labels, thresholds, au_names) -> dict[str, Any]:
+  """{'per_au': {AU: F1}, 'mean': mean F1} of probs at thresholds (one, or one per AU)."""
   per_au, mean = metrics.f1_scores(probs, labels, thresholds)
-  return {"per_au": dict(zip(au_names, (float(f) for f in per_au))), "mean": mean}
+  return {"per_au": dict(zip(au_names, (float(f) for f in per_au))), "mean": float(mean)}
 
 
 def evaluation_report(probs: ArrayLike,
@@ -127,10 +128,10 @@ def evaluation_report(probs: ArrayLike,
   smoothed_tuned = (smoothed_fixed if tuning.window == window else
                     metrics.smooth(probs, video_ids, tuning.window, face_valid, frames=frames))
   scores = {
-      "fixed_raw": _scored(probs, labels, threshold, au_names),
-      "fixed_smoothed": _scored(smoothed_fixed, labels, threshold, au_names),
-      "tuned_raw": _scored(probs, labels, tuning.thresholds_raw, au_names),
-      "tuned_smoothed": _scored(smoothed_tuned, labels, tuning.thresholds_smoothed,
+      "fixed_raw": scored(probs, labels, threshold, au_names),
+      "fixed_smoothed": scored(smoothed_fixed, labels, threshold, au_names),
+      "tuned_raw": scored(probs, labels, tuning.thresholds_raw, au_names),
+      "tuned_smoothed": scored(smoothed_tuned, labels, tuning.thresholds_smoothed,
                                 au_names),
   }
   return {

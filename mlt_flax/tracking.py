@@ -217,15 +217,12 @@ class MultiFaceTracker:
     """The faces on this frame, by id."""
     frame = faces.as_rgb_frame(frame_rgb)
     found: dict[_Track, np.ndarray] = {}
-    lost = False
     for track in self._tracks:
       if track.roi is not None:
         landmarks = self.mesh.landmarks(frame, track.roi)
-        if landmarks is None:
-          lost = True
-        else:
+        if landmarks is not None:
           found[track] = landmarks
-    searching = lost or not found or any(t not in found for t in self._tracks)
+    searching = not found or any(t not in found for t in self._tracks)  # a face is missing
     if searching or self._since_detect >= self.detect_every:
       self._revive_or_start(frame, self._detections(frame, found, not searching), found)
       self._drop_duplicates(found)

@@ -47,8 +47,9 @@ def _draw_caption(image: np.ndarray, caption: str) -> None:
   cv2.putText(image, caption, (4, h - 5), FONT, FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def write_annotated(pred: outputs.VideoPrediction, out: pathlib.Path, au_names,
-                    decisions: outputs.Decisions, caption: str | None = None) -> pathlib.Path:
+def write_annotated(pred: outputs.VideoPrediction, series: list[outputs.FaceSeries],
+                    out: pathlib.Path, au_names, decisions: outputs.Decisions,
+                    caption: str | None = None) -> pathlib.Path:
   """The source video (or photo) with each face's box, id and AU bars drawn in.
 
   The source is read a second time, one frame at a time, and written as it is read, so memory
@@ -57,7 +58,7 @@ def write_annotated(pred: outputs.VideoPrediction, out: pathlib.Path, au_names,
   every frame. Returns the file written: <name>_annotated.mp4 (MPEG-4,
   the source's frame rate and size) for a video, <name>_annotated.jpg for a photo.
   """
-  probs = outputs.row_probs(pred, outputs.face_series(pred, decisions.window))
+  probs = outputs.row_probs(pred, series)  # series: outputs.face_series(pred, decisions.window)
   rows_of = {}
   for i in np.flatnonzero(pred.face_found):
     rows_of.setdefault(int(pred.frames[i]), []).append(i)

@@ -216,8 +216,8 @@ def _number(v: float) -> str:
   return "" if np.isnan(v) else f"{v:.1f}"
 
 
-def write_outputs(pred: VideoPrediction, out: pathlib.Path, au_names, decisions: Decisions, *,
-                  abaw: bool) -> dict:
+def write_outputs(pred: VideoPrediction, series: list[FaceSeries], out: pathlib.Path, au_names,
+                  decisions: Decisions, *, abaw: bool) -> dict:
   """The per-frame CSV (and the ABAW files); returns a small summary of the video.
 
   Both hold the probabilities a challenge submission holds (`metrics.challenge_probs`), per
@@ -225,8 +225,8 @@ def write_outputs(pred: VideoPrediction, out: pathlib.Path, au_names, decisions:
   the moving mean over frame numbers (decisions.window); the 0/1 columns are those at or
   above decisions.thresholds. The CSV leaves the probabilities of a faceless row blank
   (face_found = 0); each ABAW file, like the challenge, has a line for every frame.
+  series: face_series(pred, decisions.window).
   """
-  series = face_series(pred, decisions.window)
   probs = row_probs(pred, series)
   csv_path = out / f"{pred.name}.csv"
   csv_path.parent.mkdir(parents=True, exist_ok=True)

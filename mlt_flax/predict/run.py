@@ -137,13 +137,13 @@ def predict_with(backend: backends.Backend, input_path: str, output, *, smooth=F
   summaries, total = [], 0
   decisions.write(out, names)
   for pred in predictions:
-    s = outputs.write_outputs(pred, out, names, decisions, abaw=abaw)
+    series = outputs.face_series(pred, decisions.window)  # each face, filled and smoothed
+    s = outputs.write_outputs(pred, series, out, names, decisions, abaw=abaw)
     s["thresholds"] = decisions.mode
     total += s["frames"]
     if not pred.face_found.any():
       s["warning"] = "no face found in any frame"
       print(f"warning: {pred.name}: no face found in any frame; every row has face_found=0")
-    series = outputs.face_series(pred, decisions.window)
     if timeline or pred.crops:
       from mlt_flax import plots  # pylint: disable=g-import-not-at-top  (matplotlib, on demand)
     if timeline:
@@ -158,7 +158,8 @@ def predict_with(backend: backends.Backend, input_path: str, output, *, smooth=F
                                out / f"{name}_frame{frame:05d}_attention.png",
                                title=f"{name}, frame {frame}: cross-attention per AU")
     if annotated_video and pred.source is not None:
-      s["annotated"] = str(annotation.write_annotated(pred, out, names, decisions, caption))
+      s["annotated"] = str(annotation.write_annotated(pred, series, out, names, decisions,
+                                                           caption))
     if pred.seconds is not None:
       print(f"{pred.name}: {s['frames']} frames, {s['faces']} face(s) found, "
             f"{s['frames_with_face']} frames with a face, "
