@@ -60,17 +60,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> float:
                        num_test_videos=d.num_test_videos or None,
                        frames_per_video=d.frames_per_video or None)
   console.stage(f"TFDS build of abaw3_au -> {config.data.data_dir}")
-  # The build's whole story (TFDS's own lines, each split's positive rates and faceless
-  # frames) goes to the log; the terminal keeps the summary's line per split.
-  with contextlib.redirect_stdout(io.StringIO()) as story:
-    build.build("abaw3_au", d.synthetic_dir, config.data.data_dir)
-  logging.info("TFDS build of abaw3_au:\n%s", story.getvalue())
-  lines = story.getvalue().splitlines()
-  for line in lines:  # not TFDS's own lines, nor the summary's indented details
-    if line.strip() and not line.startswith(("    ", "Downloading and preparing", "Dataset ")):
-      print(line)
-  if any(line.startswith("    ") for line in lines):
-    print("  (positive rates and frames without a face crop, per split: in the full log)")
+  build.build("abaw3_au", d.synthetic_dir, config.data.data_dir, details=False)
   return t_start
 
 

@@ -38,10 +38,12 @@ class AuFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = VERSION
   RELEASE_NOTES = RELEASE_NOTES
 
-  def __init__(self, *, skip_bad: bool = False, **kwargs):
+  def __init__(self, *, skip_bad: bool = False, print_summary: bool = True, **kwargs):
     """Args: skip_bad: skip (and report) malformed label lines and images instead of failing;
+    print_summary: print the build's summary when done (mlt_flax.data.build prints its own);
     kwargs: those of tfds.core.DatasetBuilder (data_dir, config, version, ...)."""
     self.skip_bad = skip_bad
+    self.print_summary = print_summary
     self._stats: dict[str, examples.SplitStats] = {}
     super().__init__(**kwargs)
 
@@ -85,4 +87,5 @@ class AuFramesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     report = build_report.summary(self.name, self.au_names(), self._stats, self.skip_bad)
     self.info.metadata["summary"] = report
     build_report.write_summary(self.data_dir, report)
-    print("\n" + build_report.format_summary(report), flush=True)
+    if self.print_summary:  # TFDS's own `tfds build`; mlt_flax.data.build prints its own
+      print("\n" + build_report.format_summary(report), flush=True)

@@ -13,14 +13,18 @@ and lists them in the summary instead. The same builds run through TFDS's own CL
 What a build writes: docs/datasets.md, "## What the builders write".
 """
 
+import contextlib
+import io
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import tensorflow_datasets as tfds
 
 from mlt_flax.data import abaw3_au
 from mlt_flax.data import bp4d
+from mlt_flax.data import build_report
 from mlt_flax.data import disfa
 from mlt_flax.data import label_files
 
@@ -34,21 +38,25 @@ BUILDERS = {
 }
 
 
-def build(dataset: str, manual_dir: str, data_dir: str,
-          skip_bad: bool = False) -> tfds.core.DatasetBuilder:
+def build(dataset: str, manual_dir: str, data_dir: str, skip_bad: bool = False, *,
+          details: bool = True) -> tfds.core.DatasetBuilder:
   """Builds ``dataset`` from ``manual_dir`` into ``data_dir``; returns the prepared builder.
 
-  A dataset already prepared in ``data_dir`` is left as it is.
+  Prints the build's summary (build_report.format_summary, with or without `details`);
+  TFDS's own lines go to the log. A dataset already prepared in ``data_dir`` is left as it is.
 
   Raises:
     label_files.DatasetFormatError: a malformed input (unless skip_bad).
   """
-  builder = BUILDERS[dataset](data_dir=data_dir, skip_bad=skip_bad)
+  builder = BUILDERS[dataset](data_dir=data_dir, skip_bad=skip_bad, print_summary=False)
   if builder.is_prepared():
     print(f"{dataset} is already built in {builder.data_dir}; delete that folder to rebuild.")
     return builder
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  with contextlib.redirect_stdout(io.StringIO()) as tfds_lines:  # 'Downloading and ...'
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  logging.info("TFDS, building %s:\n%s", dataset, tfds_lines.getvalue())
+  print(build_report.format_summary(builder.info.metadata["summary"], details), flush=True)
   return builder
 
 

@@ -50,8 +50,9 @@ def summary(dataset: str, au_names: Sequence[str], stats: Mapping[str, examples.
           "splits": splits}
 
 
-def format_summary(report: Mapping[str, object]) -> str:
-  """The human-readable form of ``summary``'s report."""
+def format_summary(report: Mapping[str, object], details: bool = True) -> str:
+  """The human-readable form of ``summary``'s report: a line per split, and with `details`
+  each split's positive rates and first frames skipped (or kept faceless)."""
   lines = [f"{report['dataset']} build summary (skip_bad={report['skip_bad']}):"]
   for split, s in report["splits"].items():
     lines.append(
@@ -61,6 +62,8 @@ def format_summary(report: Mapping[str, object]) -> str:
             "face=False, " if s["faceless_frames_kept"] else "") +
         f"{s['frames_skipped_missing_image']} skipped for a missing image, "
         f"{s['bad_lines_skipped']} bad lines and {s['bad_images_skipped']} bad images skipped")
+    if not details:
+      continue
     rates = " ".join(f"{name}={'n/a' if r is None else f'{r:.3f}'}"
                      for name, r in s["positive_rate"].items())
     lines.append(f"    positive rate: {rates}")
@@ -69,6 +72,9 @@ def format_summary(report: Mapping[str, object]) -> str:
                        ("first_bad_images", "bad image")):
       for where in s[key]:
         lines.append(f"    {title}: {where}")
+  if not details:
+    lines.append(f"  (each split's positive rates and first frames skipped or kept faceless: "
+                 f"{SUMMARY_FILENAME} beside the build)")
   return "\n".join(lines)
 
 
