@@ -167,6 +167,7 @@ def int8_model(proto, calibration_frames: int, config):
 def f1_change(workdir: str) -> dict:
   """Validation mean F1 of a run's float and INT8 exports (ONNX Runtime), same frames."""
   import tempfile  # pylint: disable=g-import-not-at-top
+  from mlt_flax import evaluate  # pylint: disable=g-import-not-at-top
   from mlt_flax import input_pipeline  # pylint: disable=g-import-not-at-top
   from mlt_flax import metrics  # pylint: disable=g-import-not-at-top
   from mlt_flax import serving  # pylint: disable=g-import-not-at-top
@@ -185,18 +186,18 @@ def f1_change(workdir: str) -> dict:
     for k in rows:
       rows[k].append(b[k][keep])
   rows = {k: np.concatenate(v) for k, v in rows.items()}
-  video = rows["video"].astype(str)
-  order = np.lexsort((rows["frame"], video))
+  rows["video"] = rows["video"].astype(str)
+  order = np.lexsort((rows["frame"], rows["video"]))  # as runtime.collect sorts
+  rows = {k: v[order] for k, v in rows.items()}
   threshold = config.eval.threshold
   result = {"workdir": str(workdir), "step": meta["source"]["step"],
             "frames": int(len(order)), "threshold": threshold,
             "calibration_frames": meta["files"]["onnx_int8"]["calibration_frames"]}
   p = {k: np.concatenate(v)[order] for k, v in probs.items()}
   columns, _ = runtime.scored_aus(config)
-  for k in models_:
-    filled = metrics.fill_faceless(p[k], rows["face"][order], video[order], rows["frame"][order])
-    _, result[f"mean_f1_{k}"] = metrics.f1_scores(filled[:, columns],
-                                                  rows["labels"][order][:, columns], threshold)
+  for k in models_:  # scored as evaluate scores the challenge's fixed-threshold row
+    view = evaluate.challenge_view({**rows, "probs": p[k]}, columns)
+    _, result[f"mean_f1_{k}"] = metrics.f1_scores(view["probs"], view["labels"], threshold)
   result["max_abs_dp"] = float(np.abs(p["int8"] - p["float"]).max())
   result["delta_mean_f1"] = result["mean_f1_int8"] - result["mean_f1_float"]
   return result
