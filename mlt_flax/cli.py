@@ -2,12 +2,13 @@
 start-up.
 
   if __name__ == "__main__":
-    cli.main(define_flags, run, log_dir=lambda: FLAGS.output, errors=(SomeError,))
+    cli.main(define_flags, run, log_dir=lambda: FLAGS.output)
 
 `main` defines the flags, then under absl's app.run: refuses stray arguments, sets XLA's CPU
 defaults (before anything starts JAX's backend; no JAX import), connects the processes
 (distributed=True), routes the log (console.setup) and calls `run()`; an expected error ends
-the program with one line (console.exit_with_error).
+the program with one line (console.exit_with_error): bad input (EXPECTED_ERRORS) and, when
+the program loaded mlt_flax.checkpoints, a checkpoint that cannot be used.
 
 Several hosts: start the same command on each, with --coordinator_address=HOST:PORT,
 --num_processes=N and --process_id=i (or on a cluster JAX detects by itself, SLURM or Cloud
@@ -15,6 +16,7 @@ TPU, with none of them): JAX's own runtime (`jax.distributed`) connects the proc
 """
 
 import os
+import sys
 from typing import Callable
 
 from absl import app
@@ -49,13 +51,10 @@ def initialize_distributed():
 
 
 def main(define_flags: Callable[[], None], run: Callable[[], None], *,
-         log_dir: Callable[[], str | None], distributed: bool = False,
-         errors: tuple | Callable[[], tuple] = ()) -> None:
+         log_dir: Callable[[], str | None], distributed: bool = False) -> None:
   """Runs a command line (see the module's docstring).
 
   log_dir: where the log file goes (called after the flags are parsed; None: terminal only).
-  errors: more exception types that end the program with one line, or a function giving
-    them when the error occurs (for modules a light path must not import).
   """
   define_flags()
 
@@ -69,7 +68,9 @@ def main(define_flags: Callable[[], None], run: Callable[[], None], *,
     try:
       run()
     except Exception as e:  # pylint: disable=broad-except  (filtered just below)
-      if isinstance(e, EXPECTED_ERRORS + tuple(errors() if callable(errors) else errors)):
+      # A light path (predict --model) never imports checkpoints: look, do not import.
+      loaded = sys.modules.get("mlt_flax.checkpoints")
+      if isinstance(e, EXPECTED_ERRORS + ((loaded.CheckpointError,) if loaded else ())):
         console.exit_with_error(e)
       raise
 

@@ -36,7 +36,6 @@ from absl import flags
 import jax
 import numpy as np
 
-from mlt_flax import checkpoints
 from mlt_flax import cli
 from mlt_flax import metrics
 from mlt_flax import plots
@@ -307,8 +306,7 @@ def main():
       FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
       tune_split=FLAGS.tune_split, out_dir=FLAGS.out_dir,
       protocol=FLAGS.protocol),
-           log_dir=lambda: FLAGS.out_dir or FLAGS.workdir, distributed=True,
-           errors=(checkpoints.CheckpointError,))
+           log_dir=lambda: FLAGS.out_dir or FLAGS.workdir, distributed=True)
 
 
 if __name__ == "__main__":

@@ -419,5 +419,4 @@ def run_cli():
 
 
 if __name__ == "__main__":
-  cli.main(define_flags, run_cli, log_dir=lambda: None,
-           errors=(checkpoints.CheckpointError,))
+  cli.main(define_flags, run_cli, log_dir=lambda: None)

@@ -1,7 +1,5 @@
 """`python -m mlt_flax.predict`: the command line (mlt_flax/predict/__init__.py says what)."""
 
-import sys
-
 from absl import flags
 
 from mlt_flax import cli
@@ -73,11 +71,5 @@ def run_cli():
               frame_counts=frame_counts(FLAGS.frame_counts), source_videos=FLAGS.source_videos)
 
 
-def checkpoint_errors() -> tuple:
-  """The JAX backend's checkpoint errors, when it was loaded (--model never loads it)."""
-  checkpoints = sys.modules.get("mlt_flax.checkpoints")
-  return (checkpoints.CheckpointError,) if checkpoints else ()
-
-
 if __name__ == "__main__":
-  cli.main(define_flags, run_cli, log_dir=lambda: FLAGS.output, errors=checkpoint_errors)
+  cli.main(define_flags, run_cli, log_dir=lambda: FLAGS.output)
