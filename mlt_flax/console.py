@@ -10,12 +10,15 @@ our code turns it into one line (`checkpoints.CheckpointError`); such tracebacks
 log file only.
 """
 
+import contextlib
 import logging
 import os
 import pathlib
 import sys
+import tempfile
 import threading
 import time
+import types
 import warnings
 
 LOG_FILE = "log.txt"
@@ -44,6 +47,26 @@ class _TerminalFilter(logging.Filter):
     return True
 
 
+@contextlib.contextmanager
+def native_stderr_captured():
+  """File descriptor 2, where C and C++ libraries write (TensorFlow's loader, FFmpeg, the
+  tflite runtime), points at a temporary file for the duration; yields an object whose
+  `text` is what was written there, once the block is over. Python's sys.stderr is flushed
+  first; another thread's stderr line of that instant lands there too."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  result = types.SimpleNamespace(text="")
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield result
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      result.text = captured.read().decode(errors="replace").strip()
+
+
 def quiet_native_logs() -> None:
   """Loads TensorFlow with its C++ start-up lines kept off the terminal.
 
@@ -55,18 +78,11 @@ def quiet_native_logs() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   if "tensorflow" in sys.modules:
     return
-  sys.stderr.flush()
-  saved = os.dup(2)
-  try:
-    with open(os.devnull, "w") as devnull:
-      os.dup2(devnull.fileno(), 2)
-      try:
-        import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-      except ImportError:
-        pass
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
+  with native_stderr_captured():  # discarded
+    try:
+      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+      pass
 
 
 def setup(log_dir, *, echo: bool | None = None) -> pathlib.Path | None:

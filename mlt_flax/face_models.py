@@ -45,18 +45,16 @@ favour); the two give the same landmarks to 1e-3 px. Each network runs on one th
 detector 1.20 against 1.04 ms a call), and the caller can run several videos in parallel.
 """
 
-import contextlib
 import dataclasses
 import functools
 import math
-import os
-import sys
 from typing import Iterable
 
 import cv2
 import numpy as np
 
 from mlt_flax import assets
+from mlt_flax import console
 from mlt_flax import faces
 
 # Asset names of the three networks (mlt_flax.assets.ASSETS).
@@ -203,25 +201,11 @@ def interpreter_name() -> str:
   return _runtime()[0]
 
 
-@contextlib.contextmanager
-def _native_stderr_discarded():
-  """File descriptor 2 pointed at /dev/null: the runtime's C++ code prints an INFO line there
-  ("Created TensorFlow Lite XNNPACK delegate for CPU") that Python logging cannot route.
-  Python exceptions still carry what went wrong."""
-  sys.stderr.flush()
-  saved = os.dup(2)
-  try:
-    with open(os.devnull, "w") as devnull:
-      os.dup2(devnull.fileno(), 2)
-      yield
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-
-
 def _interpreter(path):
   """A tflite interpreter for the model file at path, on one thread, tensors allocated."""
-  with _native_stderr_discarded():
+  # Discarded: the runtime's C++ code prints an INFO line ("Created TensorFlow Lite XNNPACK
+  # delegate for CPU") that Python logging cannot route; exceptions still say what went wrong.
+  with console.native_stderr_captured():
     interpreter = _runtime()[1](model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
   return interpreter
@@ -316,14 +300,17 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
   """
   order = np.argsort(-scores)
   boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+  boxes_xywh = xywh(boxes)
   merged = []
   while len(scores):
-    cluster = faces.iou(xywh(boxes[0]), xywh(boxes)) > iou_threshold
+    cluster = faces.iou(boxes_xywh[0], boxes_xywh) > iou_threshold
     cluster[0] = True
     w = scores[cluster] / scores[cluster].sum()
     merged.append((w @ boxes[cluster], np.tensordot(w, keypoints[cluster], axes=1),
                    float(scores[0])))
-    boxes, keypoints, scores = boxes[~cluster], keypoints[~cluster], scores[~cluster]
+    keep = ~cluster
+    boxes, boxes_xywh, keypoints, scores = (boxes[keep], boxes_xywh[keep], keypoints[keep],
+                                            scores[keep])
   return merged
 
 

@@ -14,10 +14,7 @@ Face detection, tracking and cropping of these frames is `mlt_flax.faces`.
 
 import contextlib
 import logging
-import os
 import pathlib
-import sys
-import tempfile
 from typing import Iterator
 
 import cv2
@@ -25,6 +22,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
+
+from mlt_flax import console
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"})
@@ -62,23 +61,13 @@ def libav_messages_to_log(path):
   """FFmpeg's (libav's) messages while opening a video go to the log, not the terminal.
 
   libav writes them from C to file descriptor 2 ("moov atom not found" for a truncated
-  .mp4, before our own one-line error says the same in words): for the duration, descriptor
-  2 points at a temporary file, whose text is then logged at INFO under the path. Other
-  threads' stderr lines of that instant land in the log too.
+  .mp4, before our own one-line error says the same in words): they are captured
+  (console.native_stderr_captured) and logged at INFO under the path.
   """
-  sys.stderr.flush()
-  saved = os.dup(2)
-  with tempfile.TemporaryFile() as captured:
-    os.dup2(captured.fileno(), 2)
-    try:
-      yield
-    finally:
-      os.dup2(saved, 2)
-      os.close(saved)
-      captured.seek(0)
-      text = captured.read().decode(errors="replace").strip()
-      if text:
-        logging.getLogger(__name__).info("%s: FFmpeg says: %s", path, text)
+  with console.native_stderr_captured() as captured:
+    yield
+  if captured.text:
+    logging.getLogger(__name__).info("%s: FFmpeg says: %s", path, captured.text)
 
 
 def _open_video(path) -> tuple[pathlib.Path, cv2.VideoCapture]:
