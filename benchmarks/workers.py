@@ -296,7 +296,7 @@ def input_worker(sizes: plans.Sizes) -> dict:
     encoded = tf.data.Dataset.from_tensor_slices(jpegs).repeat()
     full = None
     source = "in-memory random JPEGs (no dataset built)"
-  decoded = encoded.map(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3),
+  decoded = encoded.map(input_pipeline.decode_frame,
                         num_parallel_calls=tf.data.AUTOTUNE)
   decoded = iter(tfds.as_numpy(decoded.batch(batch).prefetch(tf.data.AUTOTUNE)))
   out = {"input_source": source,

@@ -205,9 +205,21 @@ def has_partial_labels(config: ml_collections.ConfigDict) -> bool:
   return any((label_index(n, config.data.label_space) < 0).any() for n in config.data.datasets)
 
 
+def decode_frame(data: tf.Tensor) -> tf.Tensor:
+  """A frame's JPEG or PNG bytes -> (H, W, 3) uint8, the pixels PIL and OpenCV decode.
+
+  JPEGs use libjpeg's accurate integer IDCT: TensorFlow's default (the fast one) differs from
+  it by up to 4 levels, and `predict`, which reads a user's frames with PIL, would then score
+  other pixels than evaluation did (decisions flip at a tuned threshold).
+  """
+  return tf.cond(tf.io.is_jpeg(data),
+                 lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+                 lambda: tf.io.decode_png(data, channels=3))
+
+
 def _decode(example, index, frame_size: int):
-  """Decodes the JPEG; resizes on the host only frames not already frame_size (batching)."""
-  image = tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+  """Decodes the frame; resizes on the host only frames not already frame_size (batching)."""
+  image = decode_frame(example["image"])
   image = tf.cond(
       tf.reduce_all(tf.shape(image)[:2] == frame_size), lambda: image,
       lambda: tf.cast(tf.round(tf.image.resize(image, (frame_size, frame_size))), tf.uint8))

@@ -505,3 +505,45 @@ def test_annotated_video_caption_is_drawn_along_the_bottom(trained, tmp_path):
   band = slice(-annotation.CAPTION_ROW_PX, None)
   assert np.abs(captioned[0][band].astype(int) - plain[0][band]).mean() > 20
   assert np.abs(captioned[0][:-40].astype(int) - plain[0][:-40]).mean() < 4  # the rest
+
+
+def abaw_mean_f1(abaw_dir: pathlib.Path, labels_dir: pathlib.Path) -> float:
+  """The challenge's score of a folder of ABAW files, computed here from the files alone: per
+  AU, TP/FP/FN pooled over every frame whose label is not -1, F1 = 2TP / (2TP + FP + FN); the
+  mean over the 12 AUs."""
+  tp = fp = fn = np.zeros(len(AUS))
+  for label_file in sorted(labels_dir.glob("*.txt")):
+    y = np.loadtxt(label_file, delimiter=",", skiprows=1, ndmin=2)
+    lines = (abaw_dir / label_file.name).read_text().splitlines()
+    assert lines[0] == HEADER and len(lines) == len(y) + 1, label_file.name
+    d = np.array([[int(v) for v in line.split(",")] for line in lines[1:]])
+    known = y != -1
+    tp = tp + ((d == 1) & (y == 1) & known).sum(0)
+    fp = fp + ((d == 1) & (y == 0) & known).sum(0)
+    fn = fn + ((d == 0) & (y == 1) & known).sum(0)
+  return float(np.mean(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
+
+
+def test_abaw_files_of_the_validation_videos_score_what_evaluate_reports_shipping(
+    trained, report, synthetic_tfds, tmp_path):
+  # What a user submits is what was scored: predict's ABAW files for the validation videos
+  # (their cropped_aligned folders, the run's shipped set applied), scored against the
+  # label files, give the mean F1 evaluate reports for the shipped set.
+  rep, eval_dir = report
+  workdir = run_with_report(trained, tmp_path / "run", rep)
+  manual = pathlib.Path(synthetic_tfds).parent / "manual"
+  labels = next(manual.glob("AU_Detection_Challenge/Validation_Set"))
+  split = tmp_path / "validation"
+  (split / "AU_Detection_Challenge").mkdir(parents=True)
+  (split / "AU_Detection_Challenge" / "Validation_Set").symlink_to(labels)
+  (split / "cropped_aligned").mkdir()
+  for label_file in labels.glob("*.txt"):
+    (split / "cropped_aligned" / label_file.stem).symlink_to(
+        manual / "cropped_aligned" / label_file.stem)
+  summaries = predict.predict(workdir, str(split), tmp_path / "out", abaw=True)
+  assert {s["thresholds"] for s in summaries} == {"tuned"}
+  used = json.loads((tmp_path / "out" / "thresholds.json").read_text())
+  assert used["thresholds"] == rep["shipped"]["thresholds"]
+  assert used["window"] == rep["shipped"]["window"]
+  assert abaw_mean_f1(tmp_path / "out" / "abaw", labels) == pytest.approx(
+      rep["shipped"]["scored"]["mean_f1"], abs=1e-12)
