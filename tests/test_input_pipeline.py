@@ -267,3 +267,18 @@ def test_every_process_yields_the_same_number_of_eval_batches(config):
                                                        process_index=p, process_count=5))
             for p in range(5)]
   assert len(set(counts)) == 1
+
+
+def test_frames_decode_to_the_pixels_pil_gives():
+  # Training and evaluation must see the pixels predict reads from a user's frame files
+  # (PIL): TensorFlow's default JPEG decoding (the fast IDCT) is up to 4 levels off them.
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  smooth = np.cumsum(rng.integers(-9, 10, (112, 112, 3)), axis=1) % 256
+  for fmt, pixels in (("JPEG", smooth), ("PNG", rng.integers(0, 256, (112, 112, 3)))):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format=fmt, quality=90)
+    data = buffer.getvalue()
+    want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(input_pipeline.decode_frame(data).numpy(), want, fmt)

@@ -1,6 +1,7 @@
 """predict: a trained checkpoint on raw videos, photos, folders of them, frame folders and
 TFDS splits; every face tracked, a CSV row per face per frame, ABAW files per face."""
 
+import io
 import json
 import pathlib
 import shutil
@@ -139,10 +140,13 @@ def test_tfds_split_rows_are_the_models_probabilities_on_its_frames(trained, tmp
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config, workdir, _ = trained
   summaries = predict.predict(workdir, "tfds:validation", tmp_path)
-  # The split read here with TFDS itself: each video's labelled frames, face or not.
+  # The split read here with TFDS itself: each video's labelled frames, face or not, the
+  # stored JPEG decoded by PIL (the pixels of the frame files predict reads elsewhere).
   examples = {}
   for ex in tfds.as_numpy(tfds.load("abaw3_au", split="validation",
-                                    data_dir=config.data.data_dir)):
+                                    data_dir=config.data.data_dir,
+                                    decoders={"image": tfds.decode.SkipDecoding()})):
+    ex["image"] = np.asarray(Image.open(io.BytesIO(ex["image"])).convert("RGB"))
     examples.setdefault(ex["video"].decode(), {})[int(ex["frame"])] = ex
   assert sorted(s["video"] for s in summaries) == sorted(examples)
   for s in summaries:
