@@ -38,7 +38,9 @@ def threshold_grid(grid_step: float = metrics.DEFAULT_GRID_STEP) -> np.ndarray:
   """
   if not 0 < grid_step <= 0.5:  # a grid holding at least one threshold
     raise ValueError(f"grid_step = {grid_step!r}: expected 0 < step <= 0.5")
-  num = int(np.floor((1.0 - grid_step / 2) / grid_step))
+  # Every k with k * step < 1; 1 / step is rounded first, so that a step dividing 1 (0.005:
+  # 200.00000000000003 in floating point) never lets 1.0 itself in.
+  num = int(np.ceil(round(1.0 / grid_step, _GRID_DECIMALS))) - 1
   return np.round(grid_step * np.arange(1, num + 1), _GRID_DECIMALS)
 
 

@@ -83,6 +83,7 @@ def test_fill_faceless_takes_the_nearest_frame_with_a_face():
   assert (metrics.fill_faceless(probs, np.zeros(7, bool)) == 0).all()
 
 
+@pytest.mark.slow  # detects, tracks and scores a whole video (~15 s)
 def test_raw_video_gives_one_row_per_frame_and_the_abaw_file(trained, tmp_path):
   _, workdir, _ = trained
   video = assets.path("single_face.mp4")
@@ -136,6 +137,7 @@ def test_frame_folder_in_affwild2_layout(trained, synthetic_tfds, tmp_path):
     assert len(abaw) == num_frames + 1
 
 
+@pytest.mark.slow  # reads a whole split twice and compiles the model alone (~20 s)
 def test_tfds_split_rows_are_the_models_probabilities_on_its_frames(trained, tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config, workdir, _ = trained
@@ -159,6 +161,7 @@ def test_tfds_split_rows_are_the_models_probabilities_on_its_frames(trained, tmp
                                atol=CSV_DECIMALS)
 
 
+@pytest.mark.slow  # runs the detector on all 95 frames (~11 s)
 def test_a_video_with_no_face_is_marked_not_dropped(trained, tmp_path, capsys):
   _, workdir, _ = trained
   (summary,) = predict.predict(workdir, str(assets.path("no_face.mp4")), tmp_path, abaw=True)

@@ -303,6 +303,7 @@ def test_an_adamw_update_is_the_decoupled_rule():
       np.testing.assert_allclose(new[g]["layer"][leaf], expected, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow  # traces the recipe's whole head (~12 s)
 def test_dropout_sites_of_the_recipe_model():
   # eq. 4: Q_mlp = D(GELU(Q W_g)), MLP(Q) = D(Q_mlp W_l); eq. 8 / 11: LN[X̃ + D(MLP(X̃))];
   # eq. 7 / 9 / 10: LN(Q + D(MHA)). Recipe row `model.mlp_residual_dropout` `True`: "three

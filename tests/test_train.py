@@ -49,6 +49,7 @@ def random_batch(seed, n=16, size=112):
           "labels": rng.choice([-1.0, 0.0, 1.0], size=(n, NUM_LABELS)).astype(np.float32)}
 
 
+@pytest.mark.slow  # compiles the train step for 1 and for 8 devices (~22 s)
 def test_one_device_and_eight_devices_give_the_same_update():
   # Gradients and BatchNorm statistics are averaged over devices: the global batch decides.
   config = quiet(tiny.get_config())
@@ -120,6 +121,7 @@ def test_tiny_training_runs_end_to_end_and_the_loss_goes_down(trained):
   assert (workdir / curves.PLOT).stat().st_size > 0
 
 
+@pytest.mark.slow  # two trainings in a row (~24 s)
 def test_early_stopping_ends_a_run_whose_validation_f1_stopped_improving(
     synthetic_tfds, tmp_path, capsys):
   config = loop_config(synthetic_tfds, num_steps=12, eval_every_steps=2,
@@ -143,6 +145,7 @@ def test_early_stopping_ends_a_run_whose_validation_f1_stopped_improving(
   assert "stopped early before" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # two trainings in a row (~16 s)
 def test_resume_continues_exactly_where_it_stopped(trained, synthetic_tfds, tmp_path):
   config, full_dir, _ = trained
   # The same run, stopped after its step-6 checkpoint, then restarted with the same command.
@@ -187,6 +190,7 @@ def source_params(workdir, which="best"):
   return jax.device_get(mngr.restore(checkpoints.select_step(mngr, which))["state"]["params"])
 
 
+@pytest.mark.slow  # a training of its own (~16 s)
 def test_fine_tune_run_starts_from_the_source(trained, synthetic_tfds, tmp_path):
   # Every group frozen: the run's step-1 checkpoint holds exactly the params it started from.
   _, source_dir, _ = trained
