@@ -98,7 +98,8 @@ def test_short_range_sees_only_the_larger_faces_of_a_group_photo(short):
   assert len(short.detect(media.read_image(assets.path("multi_face.jpg")))) < 5
 
 
-@pytest.mark.parametrize("model", ["short", "full"])
+@pytest.mark.parametrize("model", [
+    "short", pytest.param("full", marks=pytest.mark.slow)])  # full: a full search, ~10 s
 def test_no_face_is_found_in_no_face_mp4(model, request):
   detector = request.getfixturevalue(model)
   counts = [len(detector.detect(frame)) for frame in media.read_video(assets.path("no_face.mp4"))]

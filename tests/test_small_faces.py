@@ -168,6 +168,7 @@ def test_a_small_face_walking_in_beside_a_tracked_one_is_found_within_a_tile_swe
   assert all(ids[i] == [1, 2] for i in range(first, 13))
 
 
+@pytest.mark.slow  # the tiled detector on all 95 frames: 18 detector runs each (~12 s)
 def test_no_face_is_found_on_no_face_mp4_with_tiles(full, backgrounds):
   calls = full.network_calls
   assert sum(len(full.detect(frame)) for frame in backgrounds) == 0

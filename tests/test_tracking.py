@@ -119,6 +119,7 @@ def test_every_face_of_a_group_photo_gets_an_id_left_to_right(full, mesh):
   assert lefts == sorted(lefts)  # faces found on one frame are numbered left to right
 
 
+@pytest.mark.slow  # a full search (whole frame and tiles) on all 95 frames (~10 s)
 def test_a_video_without_a_face_gives_one_empty_record_per_frame(full, mesh):
   tracker = tracking.MultiFaceTracker(full, mesh)
   records = list(faces.faces_from_path(assets.path("no_face.mp4"), tracker))
