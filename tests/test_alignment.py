@@ -149,6 +149,16 @@ def test_a_square_lands_where_the_map_puts_it_also_when_the_crop_is_supersampled
   np.testing.assert_allclose(centroid, centre, atol=0.01)
 
 
+@pytest.mark.parametrize("factor,drawn", [(6, 4), (4.5, 4), (3.5, 3), (2.5, 2), (0.8, 1)])
+def test_a_shrunk_face_is_drawn_at_its_whole_shrink_factor_and_at_most_4x(monkeypatch, factor,
+                                                                          drawn):
+  # k = min(4, floor(1 / scale)): the crop is drawn k times larger, never more than 4 times.
+  sizes, warp = [], cv2.warpAffine
+  monkeypatch.setattr(cv2, "warpAffine", lambda *a, **kw: sizes.append(a[2]) or warp(*a, **kw))
+  alignment.align(np.zeros((1000, 1000, 3), np.uint8), alignment.TEMPLATE_112 * factor + 20)
+  assert sizes == [(112 * drawn, 112 * drawn)]
+
+
 # --- On real photos ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", PHOTOS)

@@ -367,3 +367,16 @@ def test_gaps_inside_videos_count_even_when_the_videos_meet_without_one():
 
 def test_fill_faceless_keeps_a_single_frame_with_a_face():
   np.testing.assert_array_equal(metrics.fill_faceless([[0.7, 0.2]], [True]), [[0.7, 0.2]])
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_fill_faceless_on_every_face_pattern_of_two_short_videos(length):
+  # Short videos are where keys of neighbouring videos come closest: every pattern of faces
+  # over two videos of `length` frames, against the brute-force nearest face.
+  ids = np.repeat(["a", "b"], length)
+  frames = np.tile(np.arange(1, length + 1), 2)
+  probs = np.arange(1.0, 2 * length + 1)[:, None]
+  for pattern in range(2 ** (2 * length)):
+    face = np.array([(pattern >> i) & 1 for i in range(2 * length)], bool)
+    np.testing.assert_array_equal(metrics.fill_faceless(probs, face, ids, frames),
+                                  naive_fill(probs, face, ids, frames), err_msg=str(face))

@@ -15,13 +15,6 @@ def test_threshold_grid_is_0005_to_0995_with_0_5_exact():
   assert 0.5 in grid
 
 
-@pytest.mark.parametrize("step,want", [(0.5, [0.5]), (0.25, [0.25, 0.5, 0.75]),
-                                       (0.3, [0.3, 0.6, 0.9]), (0.4, [0.4, 0.8]),
-                                       (0.1, [round(0.1 * k, 1) for k in range(1, 10)])])
-def test_threshold_grid_is_every_multiple_of_the_step_below_1(step, want):
-  np.testing.assert_array_equal(tuning.threshold_grid(step), want)
-
-
 @pytest.mark.parametrize("seed,step", [(0, 0.005), (1, 0.01), (2, 0.05), (3, 0.1)])
 def test_tune_thresholds_matches_a_brute_force_grid_loop(seed, step):
   probs, labels, _, keep = random_split(seed, num_videos=10)

@@ -19,6 +19,13 @@ def test_the_grid_is_every_multiple_of_the_step_strictly_between_0_and_1(step):
   assert tuning.threshold_grid(step).size == count
 
 
+@pytest.mark.parametrize("step,want", [(0.5, [0.5]), (0.25, [0.25, 0.5, 0.75]),
+                                       (0.3, [0.3, 0.6, 0.9]), (0.4, [0.4, 0.8]),
+                                       (0.1, [round(0.1 * k, 1) for k in range(1, 10)])])
+def test_threshold_grid_is_every_multiple_of_the_step_below_1(step, want):
+  np.testing.assert_array_equal(tuning.threshold_grid(step), want)
+
+
 @pytest.mark.parametrize("step", [0.0, -0.1, 0.51, 0.7, 1.0])
 def test_a_step_that_leaves_no_threshold_is_refused(step):
   with pytest.raises(ValueError, match="grid_step"):
@@ -100,3 +107,39 @@ def test_grid_scoring_in_row_blocks_covers_every_row(monkeypatch):
   monkeypatch.setattr(metrics, "_BLOCK_ROWS", 7)
   assert len(probs) > 7 * labels.shape[1]  # blocks counted on the wrong axis would miss rows
   np.testing.assert_array_equal(tuning.f1_on_grid(probs, labels, 0.05, keep), whole)
+
+
+def test_equal_tuning_scores_ship_the_simpler_set_without_smoothing():
+  raw, smoothed = np.array([0.3, 0.4]), np.array([0.2, 0.6])
+  tie = tuning.Tuning(raw, 5, smoothed, "val", score_raw=0.7, score_smoothed=0.7)
+  window, thresholds = tie.shipped()
+  assert window == 1 and thresholds is raw
+  better = tuning.Tuning(raw, 5, smoothed, "val", score_raw=0.7, score_smoothed=0.7 + 1e-9)
+  assert better.shipped()[0] == 5
+
+
+def test_the_paper_smoothing_refuses_a_frame_given_twice():
+  probs = np.full((3, 1), 0.5)
+  with pytest.raises(ValueError, match="each frame once"):
+    tuning.paper_smooth(probs, ["a", "a", "a"], [1, 2, 2], np.ones(3, bool), 3)
+
+
+def test_the_paper_protocol_takes_a_grid_of_two_thresholds():
+  probs = np.array([[0.2], [0.8], [0.6], [0.1]])
+  labels = np.array([[0], [1], [1], [0]])
+  result = tuning.paper_protocol(probs, labels, ["a"] * 4, [1, 2, 3, 4], np.ones(4, bool),
+                                 windows=[1], num_thresholds=2)  # thresholds 0 and 1
+  assert result["thresholds"].tolist() == [0.0]
+  with pytest.raises(ValueError, match="at least 2 thresholds"):
+    tuning.paper_protocol(probs, labels, ["a"] * 4, [1, 2, 3, 4], np.ones(4, bool),
+                          windows=[1], num_thresholds=1)
+
+
+def test_the_paper_protocol_keeps_the_first_of_equally_good_windows():
+  # Constant probabilities: every window smooths to the same values, so all score alike.
+  probs = np.full((6, 1), 0.7)
+  labels = np.array([[1], [0], [1], [1], [0], [1]])
+  for windows in ([5, 3], [3, 5]):
+    result = tuning.paper_protocol(probs, labels, ["a"] * 6, np.arange(1, 7),
+                                   np.ones(6, bool), windows=windows, num_thresholds=11)
+    assert result["window"] == windows[0]
