@@ -255,7 +255,13 @@ def check_resumable(workdir, config: ml_collections.ConfigDict) -> None:
   checkpoints of a run whose config differs from `config` where the state or the recipe
   depends on it (`configuration.resume_changes`); reads only, writes nothing."""
   folder = pathlib.Path(workdir) / "checkpoints"
-  if not folder.is_dir():
+  exists = folder.is_dir()
+  if jax.process_count() > 1:
+    # Process 0 decides for all: it creates the folder in its next step (`manager`), and a
+    # process that looked after that would open a reader the others do not, and Orbax's
+    # barriers would no longer pair up across processes.
+    exists = bool(multihost_utils.broadcast_one_to_all(np.int32(exists)))
+  if not exists:
     return
   mngr = _reader(folder)
   try:

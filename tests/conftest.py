@@ -72,17 +72,17 @@ def loop_config(data_dir, **train_fields):
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
-  """One JAX persistent compilation cache per test run, shared by the xdist workers and the
-  subprocesses they start: the tiny model's train and eval steps, compiled by dozens of
-  tests with the same shapes, are compiled once. Keyed by the computation, XLA flags and
-  versions, so a hit is the very executable a compile would give."""
+  """One JAX persistent compilation cache per test run, shared by the two xdist workers: the
+  tiny model's train and eval steps, compiled by dozens of tests with the same shapes, are
+  compiled once. Keyed by the computation, XLA flags and versions, so a hit is the very
+  executable a compile would give. Not handed to the subprocesses the tests start: those
+  run the programs as a user does, compiling for themselves."""
   import jax  # pylint: disable=g-import-not-at-top
   base = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):
     base = base.parent
   folder = base / "jax_cache"
   folder.mkdir(exist_ok=True)
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
   jax.config.update("jax_compilation_cache_dir", str(folder))
   yield folder
 
