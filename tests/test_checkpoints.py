@@ -112,3 +112,21 @@ def test_a_changed_config_is_refused_naming_each_field_and_both_values(tmp_path)
   (tmp_path / "config.json").unlink()
   with pytest.raises(checkpoints.ConfigChanged, match="model.d_model 128 -> 32"):
     checkpoints.check_resumable(tmp_path, changed)
+
+
+def test_on_several_processes_process_0_decides_whether_there_is_a_run_to_check(tmp_path,
+                                                                               monkeypatch):
+  # Process 0 creates checkpoints/ right after this check; a process that looks later must
+  # still do what process 0 does (open no reader), or Orbax's barriers stop pairing up.
+  config, _ = _saved(tmp_path)
+  changed = configuration.defaults()
+  changed.model.d_model = 32
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  asked = []
+  def process_0_saw(value):
+    asked.append(bool(value))
+    return np.int32(0)  # process 0 found no checkpoints folder
+  monkeypatch.setattr(checkpoints.multihost_utils, "broadcast_one_to_all", process_0_saw)
+  monkeypatch.setattr(checkpoints, "_reader", lambda *a: pytest.fail("opened a reader"))
+  checkpoints.check_resumable(tmp_path, changed)  # this process sees the folder: it follows
+  assert asked == [True]
