@@ -64,10 +64,12 @@ def libav_messages_to_log(path):
   .mp4, before our own one-line error says the same in words): they are captured
   (console.native_stderr_captured) and logged at INFO under the path.
   """
-  with console.native_stderr_captured() as captured:
-    yield
-  if captured.text:
-    logging.getLogger(__name__).info("%s: FFmpeg says: %s", path, captured.text)
+  try:
+    with console.native_stderr_captured() as captured:
+      yield
+  finally:  # a video that fails to open is when FFmpeg's words matter most
+    if captured.text:
+      logging.getLogger(__name__).info("%s: FFmpeg says: %s", path, captured.text)
 
 
 def _open_video(path) -> tuple[pathlib.Path, cv2.VideoCapture]:

@@ -2,6 +2,7 @@
 
 import io
 import logging
+import os
 import sys
 import threading
 
@@ -91,3 +92,13 @@ def test_progress_in_a_pipe_prints_a_line_per_tenth_of_the_run():
   assert len(lines) == 10, lines
   assert lines[0].startswith("step 20/200 (10%)") and lines[0].endswith("; loss 0.5")
   assert lines[-1].startswith("step 200/200 (100%)") and "took" in lines[-1]
+
+
+def test_ffmpeg_words_reach_the_log_also_when_opening_the_video_fails(caplog):
+  from mlt_flax import media  # pylint: disable=g-import-not-at-top
+  with caplog.at_level(logging.INFO, logger="mlt_flax.media"):
+    with pytest.raises(media.FaceInputError):
+      with media.libav_messages_to_log("clip.mp4"):
+        os.write(2, b"moov atom not found\n")  # as libav writes it, from C
+        raise media.FaceInputError("clip.mp4: cannot be read")
+  assert "clip.mp4: FFmpeg says: moov atom not found" in caplog.text
