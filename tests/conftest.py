@@ -19,6 +19,12 @@ import sys  # noqa: E402
 import pytest  # noqa: E402  (after the XLA flags)
 
 
+def run_temp_root(tmp_path_factory):
+  """The test run's temporary folder: above every xdist worker's own, or the session's."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def shared_folder(tmp_path_factory, name, make):
   """A folder made once per test run and shared by every pytest-xdist worker.
 
@@ -26,9 +32,7 @@ def shared_folder(tmp_path_factory, name, make):
   folder, which every user treats as read-only (tests write into their own tmp_path). Without
   xdist it is an ordinary session folder. Returns the folder.
   """
-  base = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    base = base.parent  # the run's temp root, above every worker's own
+  base = run_temp_root(tmp_path_factory)
   folder = base / f"shared_{name}"
   with open(base / f"shared_{name}.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -78,13 +82,10 @@ def compilation_cache(tmp_path_factory):
   executable a compile would give. Not handed to the subprocesses the tests start: those
   run the programs as a user does, compiling for themselves."""
   import jax  # pylint: disable=g-import-not-at-top
-  base = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    base = base.parent
-  folder = base / "jax_cache"
+  folder = run_temp_root(tmp_path_factory) / "jax_cache"
   folder.mkdir(exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", str(folder))
-  yield folder
+  return folder
 
 
 @pytest.fixture(autouse=True)

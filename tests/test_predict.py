@@ -536,10 +536,10 @@ def test_abaw_files_of_the_validation_videos_score_what_evaluate_reports_shippin
   # What a user submits is what was scored: predict's ABAW files for the validation videos
   # (their cropped_aligned folders, the run's shipped set applied), scored against the
   # label files, give the mean F1 evaluate reports for the shipped set.
-  rep, eval_dir = report
+  rep, _ = report
   workdir = run_with_report(trained, tmp_path / "run", rep)
   manual = pathlib.Path(synthetic_tfds).parent / "manual"
-  labels = next(manual.glob("AU_Detection_Challenge/Validation_Set"))
+  labels = manual / "AU_Detection_Challenge" / "Validation_Set"
   split = tmp_path / "validation"
   (split / "AU_Detection_Challenge").mkdir(parents=True)
   (split / "AU_Detection_Challenge" / "Validation_Set").symlink_to(labels)
